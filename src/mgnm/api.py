@@ -1,0 +1,162 @@
+"""The Python API: everything the CLI does, callable from a notebook or a sweep.
+
+>>> from mgnm import api
+>>> result = api.train("lightgcn", "path/to/baby", overrides={"n_layers": 2})
+>>> result.test["recall@20"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mgnm.data.dataset import Dataset, load_dataset
+from mgnm.datasets import demo_path
+from mgnm.errors import CheckpointError, DataError
+from mgnm.models import Recommender
+from mgnm.train import io
+from mgnm.train.config import RunConfig, load_config_file, load_preset, resolve_config
+from mgnm.train.evaluator import Evaluator, recommend_topk
+from mgnm.train.trainer import (
+    Callback,
+    Result,
+    Trainer,
+    build_model,
+    load_run_config,
+    prepare_dataset,
+    resolve_device,
+)
+
+
+def make_config(
+    model: str | None = None,
+    data: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve a run config: defaults < preset < config file < overrides (flat keys)."""
+    sources: list[dict[str, Any]] = []
+    if preset:
+        sources.append(load_preset(preset))
+    if config_file:
+        sources.append(load_config_file(config_file))
+    sources.append(dict(overrides or {}))
+    if data is not None:
+        sources.append({"data": str(data)})
+    cfg = resolve_config(*sources, model=model)
+    if cfg.data is None:
+        cfg = cfg.model_copy(update={"data": str(demo_path())})
+    return cfg
+
+
+def train(
+    model: str | None = None,
+    data: str | Path | Dataset | None = None,
+    *,
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    run_dir: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> Result:
+    """Train ``model`` on ``data`` (a directory or a loaded Dataset; default: the demo data)."""
+    dataset = data if isinstance(data, Dataset) else None
+    path = None if isinstance(data, Dataset) else data
+    cfg = make_config(model, path, preset=preset, config_file=config_file, overrides=overrides)
+    return Trainer(cfg, dataset, run_dir=run_dir, callbacks=callbacks).run()
+
+
+@dataclass
+class LoadedRun:
+    """A finished (or interrupted) run's config, data and best model, ready to score."""
+
+    config: RunConfig
+    dataset: Dataset
+    model: Recommender
+    best_epoch: int
+    run_dir: Path
+
+    @torch.no_grad()
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.model.eval()
+        return self.model.embeddings()
+
+
+def load_run(
+    run_dir: str | Path, data: str | Path | Dataset | None = None, device: str = "cpu"
+) -> LoadedRun:
+    """Rebuild the model of ``run_dir`` with the weights of its best validation epoch."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    if isinstance(data, Dataset):
+        dataset = data
+    else:
+        source = data if data is not None else config.data
+        if source is None:
+            raise CheckpointError(f"{run_dir}: the run does not record its data; pass --data")
+        if not Path(source).exists():
+            raise DataError(f"{source}: the run's dataset directory does not exist "
+                            f"(pass --data to point at it)")
+        dataset = load_dataset(source)
+    dataset = prepare_dataset(config, dataset)
+    dev = resolve_device(device)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, dataset, dev)
+    best = io.load_torch(run_dir / "best.pt", map_location=dev)
+    try:
+        model.load_state_dict(best["model"])
+        epoch = int(best["epoch"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{run_dir / 'best.pt'}: does not match model "
+                              f"{config.model!r} ({str(exc).splitlines()[0]})") from None
+    return LoadedRun(config, dataset, model, epoch, run_dir)
+
+
+def evaluate_run(
+    run_dir: str | Path, splits: Sequence[str] = ("valid", "test"),
+    data: str | Path | Dataset | None = None, device: str = "cpu",
+) -> dict[str, dict[str, float]]:
+    """Metrics of the best model of ``run_dir`` on ``splits``, recomputed from its weights."""
+    run = load_run(run_dir, data, device)
+    ev = Evaluator(run.dataset, ks=run.config.train.topk,
+                   batch_size=run.config.train.eval_batch_size, device=resolve_device(device))
+    u, i = run.embeddings()
+    return {s: ev.evaluate(u, i, s) for s in splits}
+
+
+def recommend(
+    run_dir: str | Path, users: Sequence[int], k: int = 10, *,
+    exclude_train: bool = True, data: str | Path | Dataset | None = None,
+) -> list[dict[str, Any]]:
+    """Top-``k`` items per user from the best model (training items excluded by default)."""
+    run = load_run(run_dir, data)
+    users_arr = np.asarray(list(users), dtype=np.int64)
+    bad = users_arr[(users_arr < 0) | (users_arr >= run.dataset.n_users)]
+    if bad.size:
+        raise DataError(f"user {bad[0]} is out of range: the dataset has users 0.."
+                        f"{run.dataset.n_users - 1}")
+    u, i = run.embeddings()
+    exclude = (run.dataset.train.users, run.dataset.train.items) if exclude_train else None
+    items, scores = recommend_topk(u, i, users_arr, k, exclude)
+    return [{"user": int(usr), "items": items[r].tolist(),
+             "scores": [float(s) for s in scores[r]]} for r, usr in enumerate(users_arr)]
+
+
+def export_embeddings(run_dir: str | Path, path: str | Path,
+                      data: str | Path | Dataset | None = None) -> Path:
+    """Write the best model's final user and item embeddings to an ``.npz`` file."""
+    run = load_run(run_dir, data)
+    u, i = run.embeddings()
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.savez(buf, user_embeddings=u.cpu().numpy(), item_embeddings=i.cpu().numpy())
+    io.atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

@@ -1,0 +1,236 @@
+"""The ``mgnm`` command line: a thin layer over :mod:`mgnm.api` and :mod:`mgnm.experiments`.
+
+Errors caused by input (data, config, checkpoints) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from mgnm.errors import MgnmError
+
+TOPK_SHOWN = ("recall", "ndcg")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _default_run_dir(model: str, dataset: str, seed: int) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{model}-{dataset}-s{seed}-{stamp}"
+
+
+def _metrics_table(title: str, rows: dict[str, dict[str, float]], ks) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for split in rows:
+        table.add_column(split, justify="right")
+    for m in TOPK_SHOWN:
+        for k in ks:
+            name = f"{m}@{k}"
+            table.add_row(name, *(f"{r.get(name, float('nan')):.4f}" for r in rows.values()))
+    Console().print(table)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mgnm")
+def cli() -> None:
+    """MGNM and its baselines for multimodal recommendation on MMRec-format data."""
+
+
+@cli.command()
+@click.option("--model", "-m", help="Model name (see `mgnm models`).")
+@click.option("--data", "-d", type=click.Path(), help="MMRec-format dataset directory "
+              "(default: the bundled MovieLens demo).")
+@click.option("--config", "config_file", type=click.Path(), help="YAML file of flat config keys.")
+@click.option("--preset", help="A named preset shipped with mgnm (see `mgnm presets`).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override one config key; repeatable.")
+@click.option("--seed", type=int, help="Random seed (default 999).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train.")
+@click.option("--out", type=click.Path(), help="Run directory (default runs/<model>-<data>-s<seed>-<time>).")
+@click.option("--resume", "resume_dir", type=click.Path(),
+              help="Continue the interrupted run in this directory.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def train(model, data, config_file, preset, sets, seed, device, out, resume_dir, quiet) -> None:
+    """Train a model to early stopping; writes a run directory with result.json."""
+    from mgnm import api
+    from mgnm.train.config import parse_set
+    from mgnm.train.progress import default_progress
+    from mgnm.train.trainer import resume
+
+    if resume_dir:
+        others = [n for n, v in [("--model", model), ("--data", data), ("--config", config_file),
+                                 ("--preset", preset), ("--seed", seed), ("--out", out)] if v]
+        if others or sets:
+            raise click.UsageError(f"--resume uses the run's saved config; drop "
+                                   f"{', '.join(others + (['--set'] if sets else []))}")
+        from mgnm.train.trainer import load_run_config
+
+        cfg = load_run_config(resume_dir)
+        result = resume(resume_dir, device=device,
+                        callbacks=default_progress(cfg.train.valid_metric, quiet))
+    else:
+        overrides = parse_set(sets)
+        if seed is not None:
+            overrides["seed"] = seed
+        if device is not None:
+            overrides["device"] = device
+        cfg = api.make_config(model, data, preset=preset, config_file=config_file,
+                              overrides=overrides)
+        from mgnm.train.trainer import Trainer
+
+        dataset_name = Path(cfg.data).resolve().name if cfg.data else "data"
+        run_dir = Path(out) if out else _default_run_dir(cfg.model, dataset_name,
+                                                         cfg.train.seed)
+        if (run_dir / "checkpoint.pt").exists():
+            raise click.UsageError(f"{run_dir} already holds a run; use --resume {run_dir} to "
+                                   f"continue it or choose another --out")
+        trainer = Trainer(cfg, run_dir=run_dir,
+                          callbacks=default_progress(cfg.train.valid_metric, quiet))
+        result = trainer.run()
+    _metrics_table(f"{result.model} on {result.dataset}: best epoch {result.best_epoch} "
+                   f"of {result.epochs_run}",
+                   {"valid": result.valid, "test": result.test}, cfg.train.topk)
+    click.echo(f"{result.train_seconds_per_epoch:.2f} s/epoch, {result.eval_seconds:.2f} s/"
+               f"evaluation; run directory: {result.run_dir}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--data", "-d", type=click.Path(), help="Dataset directory, if it moved.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluate(run_dir, data, device, as_json) -> None:
+    """Re-evaluate a run's best model on validation and test."""
+    from mgnm import api
+
+    res = api.evaluate_run(run_dir, data=data, device=device)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+    else:
+        cfg = api.load_run_config(run_dir)
+        _metrics_table(f"{cfg.model}: {run_dir}", res, cfg.train.topk)
+
+
+@cli.command()
+@click.argument("data_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(data_dir, as_json) -> None:
+    """Validate a dataset directory and print its statistics."""
+    from mgnm.data.dataset import load_dataset
+
+    stats = load_dataset(data_dir).stats()
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    click.echo(f"dataset        {stats['name']}  ({stats['path']})")
+    click.echo(f"users          {stats['users']:,}")
+    click.echo(f"items          {stats['items']:,}  ({stats['items_in_train']:,} in train)")
+    click.echo(f"interactions   {stats['interactions']:,}  (train {stats['train']:,} / "
+               f"valid {stats['valid']:,} / test {stats['test']:,})")
+    click.echo(f"sparsity       {stats['sparsity']:.4%}")
+    mods = ", ".join(f"{m} ({d}-d)" for m, d in stats["modalities"].items()) or "none"
+    click.echo(f"modalities     {mods}")
+    dropped = stats["users_dropped_from_eval"]
+    click.echo(f"not evaluated  {dropped['valid']} valid / {dropped['test']} test users "
+               f"(no training interaction)")
+    if stats["duplicates_dropped"]:
+        click.echo(f"duplicates     {stats['duplicates_dropped']} rows dropped")
+
+
+@cli.command()
+def models() -> None:
+    """List the models and what they need."""
+    from mgnm.models import MODELS
+
+    for name, cls in MODELS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        feats = "features" if cls.needs_features else "IDs only"
+        click.echo(f"{name:10s} [{feats}]  {doc}")
+
+
+@cli.command()
+def presets() -> None:
+    """List the named config presets."""
+    from mgnm.train.config import load_preset, preset_names
+
+    for name in preset_names():
+        keys = load_preset(name)
+        click.echo(f"{name:22s} " + ", ".join(f"{k}={v}" for k, v in keys.items()))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--users", required=True, help="Comma-separated user IDs, or @FILE with one per line.")
+@click.option("-k", "--k", "k", type=int, default=10, show_default=True)
+@click.option("--include-train", is_flag=True, help="Do not exclude the users' training items.")
+@click.option("--data", "-d", type=click.Path(), help="Dataset directory, if it moved.")
+def recommend(run_dir, users, k, include_train, data) -> None:
+    """Top-K recommendations of a run's best model (tab-separated: user, rank, item, score)."""
+    from mgnm import api
+
+    ids = _parse_users(users)
+    for row in api.recommend(run_dir, ids, k, exclude_train=not include_train, data=data):
+        for rank, (item, score) in enumerate(zip(row["items"], row["scores"], strict=True), 1):
+            click.echo(f"{row['user']}\t{rank}\t{item}\t{score:.6f}")
+
+
+def _parse_users(spec: str) -> list[int]:
+    if spec.startswith("@"):
+        try:
+            text = Path(spec[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.UsageError(f"--users {spec}: cannot read ({exc.strerror})") from None
+        parts = text.split()
+    else:
+        parts = [p for p in spec.split(",") if p.strip()]
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise click.UsageError(f"--users {spec!r}: expected integers") from None
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--output", "-o", type=click.Path(), required=True, help="Output .npz file.")
+@click.option("--data", "-d", type=click.Path(), help="Dataset directory, if it moved.")
+def export(run_dir, output, data) -> None:
+    """Export a run's final user and item embeddings to .npz."""
+    from mgnm import api
+
+    path = api.export_embeddings(run_dir, output, data=data)
+    click.echo(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
+    try:
+        rv = cli.main(args=argv, prog_name="mgnm", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except MgnmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("interrupted (a run can be continued with `mgnm train --resume RUN_DIR`)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

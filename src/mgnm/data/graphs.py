@@ -1,0 +1,264 @@
+"""Graphs built from training interactions or item features, and fast sparse propagation.
+
+All graphs are constants (no gradient to their values). :class:`SparseOp` wraps one sparse
+matrix and multiplies it with a dense tensor inside autograd; its backward multiplies by the
+transpose, which for a symmetric matrix is the matrix itself (no transpose is stored).
+
+Storage format per device (``benchmarks/bench_propagation.py`` measures both):
+on CPU, CSR with a preallocated ``addmm`` output was fastest (about 2x ``torch.sparse.mm``,
+whose backward for a generic sparse tensor is slower still); on CUDA, COO is used, which was
+measured fastest on an H200 (see the README's performance section).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+SPARSE_FORMATS = ("auto", "csr", "coo")
+
+
+def resolve_format(fmt: str, device: torch.device | str) -> str:
+    if fmt not in SPARSE_FORMATS:
+        raise ValueError(f"sparse format {fmt!r} is not one of {SPARSE_FORMATS}")
+    if fmt != "auto":
+        return fmt
+    return "coo" if torch.device(device).type == "cuda" else "csr"
+
+
+class SparseOp:
+    """A constant sparse matrix usable as ``op @ x`` with autograd on ``x``.
+
+    Built from COO triplets (duplicates are summed). ``symmetric=True`` asserts that the
+    matrix equals its transpose, so the backward reuses it.
+    """
+
+    def __init__(
+        self,
+        rows: torch.Tensor | np.ndarray,
+        cols: torch.Tensor | np.ndarray,
+        values: torch.Tensor | np.ndarray,
+        shape: tuple[int, int],
+        *,
+        symmetric: bool = False,
+        device: torch.device | str = "cpu",
+        fmt: str = "auto",
+    ) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.symmetric = symmetric
+        self.device = torch.device(device)
+        self.requested_fmt = fmt
+        self.fmt = resolve_format(fmt, self.device)
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        cols = torch.as_tensor(cols, dtype=torch.long)
+        values = torch.as_tensor(values, dtype=torch.float32)
+        self._rows, self._cols, self._vals = rows.cpu(), cols.cpu(), values.cpu()
+        self._mat = self._build(rows, cols, values, self.shape)
+        self._t: SparseOp | None = None
+
+    def _build(self, rows, cols, values, shape) -> torch.Tensor:
+        coo = torch.sparse_coo_tensor(
+            torch.stack([rows.cpu(), cols.cpu()]), values.cpu(), shape, check_invariants=False
+        ).coalesce()
+        if self.fmt == "csr":
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+                return coo.to_sparse_csr().to(self.device)
+        return coo.to(self.device)
+
+    @property
+    def T(self) -> SparseOp:  # noqa: N802 - the usual name for a transpose
+        if self.symmetric:
+            return self
+        if self._t is None:
+            t = SparseOp.__new__(SparseOp)
+            t.shape = (self.shape[1], self.shape[0])
+            t.symmetric = False
+            t.device, t.fmt, t.requested_fmt = self.device, self.fmt, self.requested_fmt
+            t._rows, t._cols, t._vals = self._cols, self._rows, self._vals
+            t._mat = t._build(t._rows, t._cols, t._vals, t.shape)
+            t._t = self
+            self._t = t
+        return self._t
+
+    @property
+    def nnz(self) -> int:
+        return int(self._vals.numel())
+
+    def coo(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The (rows, cols, values) triplets, on CPU, as given (not coalesced)."""
+        return self._rows, self._cols, self._vals
+
+    def to_dense(self) -> torch.Tensor:
+        return self._mat.to_dense()
+
+    def mm(self, x: torch.Tensor) -> torch.Tensor:
+        """``self @ x`` without autograd bookkeeping (callers normally use ``@``)."""
+        x = x.contiguous()
+        if self.fmt == "csr" and x.device.type == "cpu":
+            out = torch.empty(self.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+            # beta=0 ignores the (uninitialised) input; measured ~2x faster than sparse.mm.
+            return torch.addmm(out, self._mat, x, beta=0, out=out)
+        return torch.sparse.mm(self._mat, x)
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[0] != self.shape[1]:
+            raise ValueError(f"cannot multiply a {self.shape} sparse matrix by {tuple(x.shape)}")
+        if not x.requires_grad:
+            return self.mm(x)
+        return _SpMM.apply(x, self)
+
+    def to(self, device: torch.device | str) -> SparseOp:
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        return SparseOp(self._rows, self._cols, self._vals, self.shape,
+                        symmetric=self.symmetric, device=device, fmt=self.requested_fmt)
+
+
+class _SpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, op: SparseOp) -> torch.Tensor:  # type: ignore[override]
+        ctx.op = op
+        return op.mm(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return ctx.op.T.mm(grad), None
+
+
+# --------------------------------------------------------------------------- user-item graphs
+
+
+def bipartite_edges(
+    users: np.ndarray | torch.Tensor, items: np.ndarray | torch.Tensor, n_users: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both directions of the user-item edges in the (users + items) node numbering."""
+    u = torch.as_tensor(users, dtype=torch.long)
+    i = torch.as_tensor(items, dtype=torch.long) + n_users
+    return torch.cat([u, i]), torch.cat([i, u])
+
+
+def inv_sqrt_or_zero(deg: torch.Tensor) -> torch.Tensor:
+    """``deg ** -0.5`` with 0 where ``deg`` is 0 (isolated nodes get a zero row)."""
+    out = torch.zeros_like(deg, dtype=torch.float32)
+    pos = deg > 0
+    out[pos] = deg[pos].float().pow(-0.5)
+    return out
+
+
+def normalized_adjacency(
+    users, items, n_users: int, n_items: int, *, device="cpu", fmt: str = "auto"
+) -> SparseOp:
+    """``D^-1/2 A D^-1/2`` of the bipartite graph ``A = [[0, R], [R^T, 0]]`` (no self loops)."""
+    rows, cols = bipartite_edges(users, items, n_users)
+    n = n_users + n_items
+    d = inv_sqrt_or_zero(torch.bincount(rows, minlength=n))
+    return SparseOp(rows, cols, d[rows] * d[cols], (n, n), symmetric=True, device=device,
+                    fmt=fmt)
+
+
+def interaction_matrix(
+    users, items, n_users: int, n_items: int, *, norm: str = "none", device="cpu",
+    fmt: str = "auto",
+) -> SparseOp:
+    """The ``n_users x n_items`` training matrix ``R``.
+
+    ``norm``: ``"none"`` (binary), ``"row"`` (each user row sums to 1: the mean over the
+    user's items) or ``"sym"`` (``1/sqrt(deg u * deg i)``, the user-item block of the
+    normalised adjacency).
+    """
+    u = torch.as_tensor(users, dtype=torch.long)
+    i = torch.as_tensor(items, dtype=torch.long)
+    du = torch.bincount(u, minlength=n_users).float()
+    di = torch.bincount(i, minlength=n_items).float()
+    if norm == "none":
+        vals = torch.ones(u.numel())
+    elif norm == "row":
+        vals = 1.0 / du[u]
+    elif norm == "sym":
+        vals = du[u].pow(-0.5) * di[i].pow(-0.5)
+    else:
+        raise ValueError(f"unknown norm {norm!r}")
+    return SparseOp(u, i, vals, (n_users, n_items), device=device, fmt=fmt)
+
+
+def mean_adjacency(users, items, n_users: int, n_items: int, *, device="cpu",
+                   fmt: str = "auto") -> SparseOp:
+    """``D^-1 A``: each node averages its bipartite neighbours (zero row when isolated)."""
+    rows, cols = bipartite_edges(users, items, n_users)
+    n = n_users + n_items
+    deg = torch.bincount(rows, minlength=n).float()
+    return SparseOp(rows, cols, 1.0 / deg[rows], (n, n), device=device, fmt=fmt)
+
+
+def layer_mean(x0: torch.Tensor, graph: SparseOp, n_layers: int) -> torch.Tensor:
+    """LightGCN's ``mean(x0, G x0, ..., G^L x0)``."""
+    acc, x = x0, x0
+    for _ in range(n_layers):
+        x = graph @ x
+        acc = acc + x
+    return acc / (n_layers + 1)
+
+
+def propagate(x0: torch.Tensor, graph: SparseOp, n_layers: int) -> list[torch.Tensor]:
+    """``[x0, G x0, ..., G^L x0]``."""
+    out = [x0]
+    for _ in range(n_layers):
+        out.append(graph @ out[-1])
+    return out
+
+
+# --------------------------------------------------------------------------- item-item graphs
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Each row divided by ``max(||row||, eps)``."""
+    return x / x.norm(dim=1, keepdim=True).clamp_min(eps)
+
+
+def knn_graph(
+    features: torch.Tensor, k: int, *, weighted: bool, chunk: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-``k`` cosine neighbours of each row (the row itself included) as COO triplets.
+
+    ``weighted`` keeps the similarity as the edge value, otherwise 1. The similarity is
+    computed in row chunks so that no ``n x n`` matrix is held at once. Rows are sorted;
+    within a row, neighbours are in decreasing similarity.
+    """
+    x = l2_normalize(features.float())
+    n = x.shape[0]
+    k = min(k, n)
+    rows, cols, vals = [], [], []
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            sim = x[start:start + chunk] @ x.T
+            top_v, top_i = sim.topk(k, dim=1)
+            rows.append(torch.arange(start, start + sim.shape[0], device=x.device)
+                        .repeat_interleave(k))
+            cols.append(top_i.reshape(-1))
+            vals.append(top_v.reshape(-1) if weighted else torch.ones_like(top_v).reshape(-1))
+    return torch.cat(rows), torch.cat(cols), torch.cat(vals)
+
+
+def symnorm_values(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
+                   n: int) -> torch.Tensor:
+    """Values of ``D^-1/2 K D^-1/2`` with ``D`` the row sums of ``K`` (zero sum -> 0)."""
+    deg = torch.zeros(n, dtype=vals.dtype, device=vals.device).index_add_(0, rows, vals)
+    d = torch.where(deg > 0, deg.clamp_min(1e-30).pow(-0.5), torch.zeros_like(deg))
+    return d[rows] * vals * d[cols]
+
+
+def dense_knn(sim: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest entries of each row of a dense similarity matrix (with grad)."""
+    top_v, top_i = sim.topk(min(k, sim.shape[1]), dim=1)
+    return torch.zeros_like(sim).scatter(1, top_i, top_v)
+
+
+def dense_symnorm(k: torch.Tensor) -> torch.Tensor:
+    """``D^-1/2 K D^-1/2`` for a dense ``K`` (row sums; zero sum -> zero row and column)."""
+    deg = k.sum(dim=1)
+    d = torch.where(deg > 0, deg.clamp_min(1e-30).pow(-0.5), torch.zeros_like(deg))
+    return d[:, None] * k * d[None, :]

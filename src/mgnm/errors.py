@@ -1,0 +1,30 @@
+"""User-facing errors.
+
+Every problem a user can cause (bad data, a misspelt config key, a corrupt checkpoint) is
+raised as a :class:`MgnmError` subclass whose message names the file, line or key. The CLI
+prints the message alone and exits with status 2; Python callers can catch the class.
+"""
+
+from __future__ import annotations
+
+
+class MgnmError(Exception):
+    """Base class for errors caused by the user's input, with a message meant for people."""
+
+    exit_code = 2
+
+
+class DataError(MgnmError):
+    """A dataset directory, interaction file or feature file is missing or malformed."""
+
+
+class ConfigError(MgnmError):
+    """An unknown key, an out-of-range value, an unknown model or preset."""
+
+
+class CheckpointError(MgnmError):
+    """A run directory or checkpoint is missing, incomplete or corrupt."""
+
+
+class TrainingError(MgnmError):
+    """Training cannot continue (for example a loss that became NaN)."""

@@ -1,0 +1,67 @@
+"""The model contract shared by every recommender.
+
+A model is pure computation: it receives :class:`~mgnm.data.ModelInputs` (tensors and graphs)
+and its typed config, and exposes
+
+- ``loss(users, pos_items, neg_items) -> dict[str, Tensor]``: the total under ``"loss"``,
+  every term under its own name (logged per epoch);
+- ``embeddings() -> (user_emb, item_emb)``: the final tables, scored by dot product
+  (called once per evaluation pass, in eval mode, without gradient);
+- ``pre_epoch(epoch)``: per-epoch work (edge pruning, neighbour sampling), optional.
+
+The trainer, sampler and evaluator are shared; a model never reads files.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from mgnm.data.inputs import ModelInputs
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's hyperparameters: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    embedding_size: int = Field(64, gt=0, description="d, the width of every embedding")
+
+
+class Recommender(nn.Module):
+    #: registry name, set by each subclass
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    #: needs at least one ``*_feat.npy`` modality
+    needs_features: ClassVar[bool] = False
+    #: draws one negative per positive (BM3 does not)
+    uses_negatives: ClassVar[bool] = True
+    #: overrides of the training defaults (learning-rate schedule, ...)
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    #: the reference hyperparameter grid (BASELINES.md), as lists per key
+    grid: ClassVar[dict[str, list]] = {}
+
+    def __init__(self, config: ModelConfig, inputs: ModelInputs) -> None:
+        super().__init__()
+        self.config = config
+        self.n_users = inputs.n_users
+        self.n_items = inputs.n_items
+
+    def loss(
+        self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def pre_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
+        """Called before every training epoch, in train mode."""
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of ``users`` against all items (convenience; the evaluator batches itself)."""
+        u, i = self.embeddings()
+        return u[users] @ i.T

@@ -1,0 +1,49 @@
+"""LightGCN (He et al., SIGIR 2020), as MMRec trains it (BASELINES.md section 2)."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from mgnm.data.graphs import layer_mean
+from mgnm.data.inputs import ModelInputs
+from mgnm.models.base import ModelConfig, Recommender
+from mgnm.models.losses import batch_norm_reg, bpr_loss
+
+
+class LightGCNConfig(ModelConfig):
+    n_layers: int = Field(2, ge=0, description="propagation layers L")
+    reg_weight: float = Field(1e-4, ge=0, description="lambda on the layer-0 batch rows")
+
+
+class LightGCN(Recommender):
+    """``E = mean(E0, A E0, ..., A^L E0)`` on the normalised bipartite graph; dot-product score."""
+
+    name = "lightgcn"
+    Config = LightGCNConfig
+    grid = {"n_layers": [1, 2, 3, 4], "reg_weight": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}
+
+    def __init__(self, config: LightGCNConfig, inputs: ModelInputs) -> None:
+        super().__init__(config, inputs)
+        d = config.embedding_size
+        self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, d)))
+        self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, d)))
+        self.adj = inputs.norm_adj
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        e0 = torch.cat([self.user_emb, self.item_emb])
+        e = layer_mean(e0, self.adj, self.config.n_layers)
+        return e[: self.n_users], e[self.n_users:]
+
+    def loss(self, users, pos_items, neg_items):
+        eu, ei = self.propagate()
+        u, i, j = eu[users], ei[pos_items], ei[neg_items]
+        bpr = bpr_loss((u * i).sum(1), (u * j).sum(1))
+        reg = self.config.reg_weight * batch_norm_reg(
+            self.user_emb[users], self.item_emb[pos_items], self.item_emb[neg_items]
+        )
+        return {"loss": bpr + reg, "bpr": bpr, "reg": reg}
+
+    def embeddings(self):
+        return self.propagate()

@@ -1,0 +1,1 @@
+"""Training layer: configs, the shared trainer, the full-ranking evaluator."""

@@ -1,0 +1,166 @@
+"""Full-ranking evaluation (PROTOCOL.md, "Evaluation").
+
+Every evaluated user is scored against every item by a dot product of the embeddings, which
+the model computes once per evaluation pass; the user's training items are masked. At test
+time validation items are not masked (MMRec's rule). Users without a training interaction
+are not evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mgnm.data.dataset import Dataset
+
+DEFAULT_TOPK = (5, 10, 20, 50)
+METRICS = ("recall", "ndcg", "precision", "map")
+
+
+def rank_metrics(
+    hits: torch.Tensor, n_targets: torch.Tensor, ks: Sequence[int]
+) -> dict[str, torch.Tensor]:
+    """Per-user metrics from a ranked hit matrix.
+
+    ``hits[u, r]`` is 1 when the item at rank ``r + 1`` of user ``u`` is relevant (at least
+    ``max(ks)`` columns); ``n_targets[u]`` is the user's number of relevant items (> 0).
+
+    - ``recall@K = hits in top K / n_targets``
+    - ``precision@K = hits in top K / K``
+    - ``ndcg@K = sum_{hit at rank r <= K} 1/log2(r+1) / sum_{r=1..min(n_targets, K)} 1/log2(r+1)``
+    - ``map@K = sum_{r <= K} precision@r * hit_r / min(n_targets, K)``
+    """
+    hits = hits.float()
+    n_t = n_targets.float()
+    kmax = max(ks)
+    ranks = torch.arange(1, kmax + 1, device=hits.device, dtype=torch.float32)
+    discount = 1.0 / torch.log2(ranks + 1.0)
+    ideal = discount.cumsum(0)
+    cum_hits = hits[:, :kmax].cumsum(1)
+    prec_at_r = cum_hits / ranks
+    out: dict[str, torch.Tensor] = {}
+    for k in ks:
+        h = cum_hits[:, k - 1]
+        capped = torch.clamp(n_t, max=k)
+        out[f"recall@{k}"] = h / n_t
+        out[f"precision@{k}"] = h / k
+        dcg = (hits[:, :k] * discount[:k]).sum(1)
+        out[f"ndcg@{k}"] = dcg / ideal[capped.long() - 1]
+        out[f"map@{k}"] = (prec_at_r[:, :k] * hits[:, :k]).sum(1) / capped
+    return out
+
+
+def _csr(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((items, users))
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    return indptr, items[order]
+
+
+def _gather_rows(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray):
+    """(local row, column) pairs of the given CSR rows, in one vectorised pass."""
+    counts = indptr[users + 1] - indptr[users]
+    rows = np.repeat(np.arange(users.size), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    cols = indices[np.repeat(indptr[users], counts) + offsets]
+    return rows, cols, counts
+
+
+class _SplitPlan:
+    """Precomputed per-batch masks and targets of one split (built once, reused every pass)."""
+
+    def __init__(self, dataset: Dataset, split: str, batch_size: int, device: torch.device):
+        self.users = dataset.eval_users(split)
+        train_ptr, train_idx = _csr(dataset.train.users, dataset.train.items, dataset.n_users)
+        s = dataset.split(split)
+        tgt_ptr, tgt_idx = _csr(s.users, s.items, dataset.n_users)
+        self.batches = []
+        for start in range(0, self.users.size, batch_size):
+            ub = self.users[start:start + batch_size]
+            mr, mc, _ = _gather_rows(train_ptr, train_idx, ub)
+            tr, tc, counts = _gather_rows(tgt_ptr, tgt_idx, ub)
+            to = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
+            self.batches.append(
+                (to(ub), (to(mr), to(mc)), (to(tr), to(tc)), to(counts))
+            )
+
+
+class Evaluator:
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        ks: Sequence[int] = DEFAULT_TOPK,
+        batch_size: int = 4096,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.dataset = dataset
+        self.ks = tuple(sorted(ks))
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self._plans: dict[str, _SplitPlan] = {}
+
+    def plan(self, split: str) -> _SplitPlan:
+        if split not in self._plans:
+            self._plans[split] = _SplitPlan(self.dataset, split, self.batch_size, self.device)
+        return self._plans[split]
+
+    def n_users(self, split: str) -> int:
+        return int(self.plan(split).users.size)
+
+    @torch.no_grad()
+    def evaluate(
+        self, user_emb: torch.Tensor, item_emb: torch.Tensor, split: str,
+        *, per_user: bool = False,
+    ) -> dict[str, float] | dict[str, np.ndarray]:
+        """Mean metrics over the split's users (or per-user arrays with ``per_user=True``)."""
+        plan = self.plan(split)
+        kmax = max(self.ks)
+        item_t = item_emb.t().contiguous()
+        n_items = item_emb.shape[0]
+        parts: dict[str, list[torch.Tensor]] = {}
+        for ub, (mr, mc), (tr, tc), counts in plan.batches:
+            scores = user_emb[ub] @ item_t
+            scores[mr, mc] = -math.inf
+            top = scores.topk(min(kmax, n_items), dim=1).indices
+            relevant = torch.zeros(ub.numel(), n_items, dtype=torch.bool, device=scores.device)
+            relevant[tr, tc] = True
+            hits = relevant.gather(1, top)
+            if hits.shape[1] < kmax:
+                pad = torch.zeros(hits.shape[0], kmax - hits.shape[1], dtype=torch.bool,
+                                  device=hits.device)
+                hits = torch.cat([hits, pad], 1)
+            for name, vals in rank_metrics(hits, counts, self.ks).items():
+                parts.setdefault(name, []).append(vals)
+        cat = {k: torch.cat(v) for k, v in parts.items()}
+        if per_user:
+            return {k: v.cpu().numpy() for k, v in cat.items()}
+        return {k: float(v.mean()) if v.numel() else 0.0 for k, v in cat.items()}
+
+
+@torch.no_grad()
+def recommend_topk(
+    user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray, k: int,
+    exclude: tuple[np.ndarray, np.ndarray] | None = None, batch_size: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items and scores for ``users``; ``exclude`` = (users, items) pairs to mask."""
+    n_users = user_emb.shape[0]
+    ptr = idx = None
+    if exclude is not None:
+        ptr, idx = _csr(np.asarray(exclude[0]), np.asarray(exclude[1]), n_users)
+    users = np.asarray(users, dtype=np.int64)
+    out_i, out_s = [], []
+    for start in range(0, users.size, batch_size):
+        ub = users[start:start + batch_size]
+        scores = user_emb[torch.as_tensor(ub, device=user_emb.device)] @ item_emb.t()
+        if ptr is not None:
+            r, c, _ = _gather_rows(ptr, idx, ub)
+            dev = scores.device
+            scores[torch.as_tensor(r, device=dev), torch.as_tensor(c, device=dev)] = -math.inf
+        top = scores.topk(min(k, item_emb.shape[0]), dim=1)
+        out_i.append(top.indices.cpu().numpy())
+        out_s.append(top.values.cpu().numpy())
+    return np.concatenate(out_i), np.concatenate(out_s)

@@ -1,0 +1,143 @@
+"""Graphs against dense computations done by hand, and the sparse autograd against dense."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mgnm.data.graphs import (
+    SparseOp,
+    dense_knn,
+    dense_symnorm,
+    interaction_matrix,
+    knn_graph,
+    layer_mean,
+    mean_adjacency,
+    normalized_adjacency,
+    symnorm_values,
+)
+
+# users 0,1,2; items 0,1; user 2 isolated; R = [[1,1],[0,1],[0,0]]
+U = np.array([0, 0, 1])
+I = np.array([0, 1, 1])
+
+
+def dense_adj(n_users=3, n_items=2):
+    a = np.zeros((n_users + n_items,) * 2)
+    for u, i in zip(U, I, strict=True):
+        a[u, n_users + i] = a[n_users + i, u] = 1
+    return a
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo"])
+def test_normalized_adjacency_entries_by_hand(fmt):
+    a = normalized_adjacency(U, I, 3, 2, fmt=fmt).to_dense().numpy()
+    # degrees: u0=2, u1=1, u2=0, i0=1, i1=2
+    expect = np.zeros((5, 5))
+    expect[0, 3] = expect[3, 0] = 1 / np.sqrt(2 * 1)
+    expect[0, 4] = expect[4, 0] = 1 / np.sqrt(2 * 2)
+    expect[1, 4] = expect[4, 1] = 1 / np.sqrt(1 * 2)
+    np.testing.assert_allclose(a, expect, rtol=1e-6)
+    assert not a[2].any()  # isolated user: zero row
+
+
+def test_interaction_matrix_norms():
+    r = interaction_matrix(U, I, 3, 2).to_dense().numpy()
+    np.testing.assert_array_equal(r, [[1, 1], [0, 1], [0, 0]])
+    row = interaction_matrix(U, I, 3, 2, norm="row").to_dense().numpy()
+    np.testing.assert_allclose(row, [[0.5, 0.5], [0, 1], [0, 0]])
+    sym = interaction_matrix(U, I, 3, 2, norm="sym").to_dense().numpy()
+    full = normalized_adjacency(U, I, 3, 2).to_dense().numpy()
+    np.testing.assert_allclose(sym, full[:3, 3:], rtol=1e-6)
+
+
+def test_mean_adjacency_rows_average_neighbours():
+    m = mean_adjacency(U, I, 3, 2).to_dense().numpy()
+    a = dense_adj()
+    deg = a.sum(1, keepdims=True)
+    np.testing.assert_allclose(m, np.divide(a, deg, out=np.zeros_like(a), where=deg > 0))
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo"])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_sparse_op_forward_and_gradient_match_dense(fmt, symmetric):
+    g = torch.Generator().manual_seed(0)
+    n, m = 7, 5
+    dense = torch.rand(n, n if symmetric else m, generator=g)
+    dense[dense < 0.5] = 0
+    if symmetric:
+        dense = dense + dense.T
+    rows, cols = dense.nonzero(as_tuple=True)
+    op = SparseOp(rows, cols, dense[rows, cols], tuple(dense.shape), symmetric=symmetric, fmt=fmt)
+    x = torch.randn(dense.shape[1], 3, generator=g, requires_grad=True)
+    w = torch.randn(dense.shape[0], 3, generator=g)
+    ((op @ x) * w).sum().backward()
+    grad_sparse = x.grad.clone()
+    x.grad = None
+    ((dense @ x) * w).sum().backward()
+    torch.testing.assert_close(grad_sparse, x.grad)
+    torch.testing.assert_close(op @ x.detach(), dense @ x.detach())
+    torch.testing.assert_close(op.T.to_dense(), dense.T)
+
+
+def test_sparse_op_gradcheck_double_chain():
+    a = normalized_adjacency(U, I, 3, 2)
+    x = torch.randn(5, 2, requires_grad=True)
+    out = layer_mean(x, a, 2)
+    dense = torch.as_tensor(a.to_dense())
+    expect = (x + dense @ x + dense @ (dense @ x)) / 3
+    torch.testing.assert_close(out, expect)
+
+
+def test_sparse_op_rejects_wrong_shape():
+    a = normalized_adjacency(U, I, 3, 2)
+    with pytest.raises(ValueError, match="cannot multiply"):
+        a @ torch.zeros(4, 2)
+
+
+def brute_knn(x: np.ndarray, k: int) -> np.ndarray:
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    s = xn @ xn.T
+    out = np.zeros_like(s)
+    for r in range(len(s)):
+        top = np.argsort(-s[r], kind="stable")[:k]
+        out[r, top] = s[r, top]
+    return out
+
+
+def test_knn_graph_matches_brute_force_and_includes_self():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((12, 4)).astype(np.float32)
+    rows, cols, vals = knn_graph(torch.as_tensor(x), 3, weighted=True, chunk=5)
+    got = np.zeros((12, 12), np.float32)
+    got[rows.numpy(), cols.numpy()] = vals.numpy()
+    np.testing.assert_allclose(got, brute_knn(x, 3), atol=1e-5)
+    assert np.allclose(np.diag(got), 1.0, atol=1e-5)  # self-similarity is always kept
+    _, _, bvals = knn_graph(torch.as_tensor(x), 3, weighted=False)
+    assert torch.all(bvals == 1)
+
+
+def test_knn_zero_feature_row_does_not_produce_nan():
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    _, _, vals = knn_graph(x, 2, weighted=True)
+    assert torch.isfinite(vals).all()
+
+
+def test_symnorm_sparse_and_dense_agree_with_formula():
+    k = torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.2], [0.0, 0.0, 0.0]])
+    deg = k.sum(1)
+    d = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
+    expect = d[:, None] * k * d[None, :]
+    torch.testing.assert_close(dense_symnorm(k), expect)
+    rows, cols = k.nonzero(as_tuple=True)
+    vals = symnorm_values(rows, cols, k[rows, cols], 3)
+    torch.testing.assert_close(vals, expect[rows, cols])
+
+
+def test_dense_knn_keeps_top_k_per_row_with_gradient():
+    s = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8]], requires_grad=True)
+    kept = dense_knn(s, 2)
+    torch.testing.assert_close(kept, torch.tensor([[0.9, 0.0, 0.5], [0.0, 0.3, 0.8]]))
+    kept.sum().backward()
+    torch.testing.assert_close(s.grad, torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
