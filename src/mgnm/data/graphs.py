@@ -262,3 +262,17 @@ def dense_symnorm(k: torch.Tensor) -> torch.Tensor:
     deg = k.sum(dim=1)
     d = torch.where(deg > 0, deg.clamp_min(1e-30).pow(-0.5), torch.zeros_like(deg))
     return d[:, None] * k * d[None, :]
+
+
+def item_knn_graph(
+    features: torch.Tensor, k: int, *, weighted: bool, device="cpu", fmt: str = "auto"
+) -> SparseOp:
+    """``symnorm(kNN_k(features))`` as a constant sparse operator (BASELINES.md notation).
+
+    Not symmetric in general (row i keeps i's neighbours), so the transpose is kept for the
+    backward pass.
+    """
+    rows, cols, vals = knn_graph(features, k, weighted=weighted)
+    n = features.shape[0]
+    vals = symnorm_values(rows, cols, vals, n)
+    return SparseOp(rows.cpu(), cols.cpu(), vals.cpu(), (n, n), device=device, fmt=fmt)
