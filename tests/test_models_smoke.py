@@ -13,7 +13,7 @@ from mgnm.train.trainer import Trainer
 
 def trainer_for(name, tiny, **kw):
     base = {"model": name, "epochs": 10, "batch_size": 32, "patience": 100, "device": "cpu",
-            "topk": [5, 10]}
+            "topk": [5, 10], "valid_metric": "recall@10"}
     base.update(kw)
     return Trainer(resolve_config(base), tiny)
 
