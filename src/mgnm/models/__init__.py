@@ -8,8 +8,11 @@ from mgnm.errors import ConfigError
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.bpr import BPR
 from mgnm.models.lightgcn import LightGCN
+from mgnm.models.mgnm import MGNM, LGMRec
 
 MODELS: dict[str, type[Recommender]] = {
+    "mgnm": MGNM,
+    "lgmrec": LGMRec,
     "bpr": BPR,
     "lightgcn": LightGCN,
 }

@@ -1,0 +1,259 @@
+"""MGNM (Mo et al.) and its parent LGMRec (Guo et al., AAAI 2024): one implementation.
+
+The reading of the paper's equations is ``MGNM-SPEC.md`` (shared/docs); equation numbers in
+comments are the paper's. LGMRec is this model with the purifier and the de-redundancy
+losses off and Gumbel noise at evaluation on (:class:`LGMRecConfig`), not a copy.
+
+Per training step, once:
+
+1. collaborative graph embedding, eqs. 2-3: ``E^{l+1} = Â E^l``, ``E_id_loc = mean_l E^l``;
+2. modality graph embedding, eqs. 4-7: ``ê_i = F_m W_m``, users = mean of their items,
+   ``K`` propagations, the last layer kept;
+3. local fusion, eq. 8: ``E_loc = E_id_loc + Σ_m norm(E_loc^m)``;
+4. modality-guided purifier, eqs. 9-10: ``Ë = E_id_items ⊙ σ((F W1 + b1) W2 + b2)``;
+5. hyperedges, eqs. 11-12: ``H_i = Ë Tᵀ``, ``H_u = R H_i``, Gumbel-softmax, dropout;
+6. factorised hypergraph propagation, eqs. 13-14: ``Λ = H̃_iᵀ Z_i``, ``Z ← H̃ Λ``;
+7. global fusion, eqs. 15, 17: ``E* = E_loc + α norm(Σ_m E^{m,H})``;
+
+and the loss, eq. 26: ``BPR + ω (HCL_u + HCL_i) + β L_ddr + δ L_ddr_mm + λ reg``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from mgnm.data.graphs import propagate
+from mgnm.data.inputs import ModelInputs
+from mgnm.models.base import ModelConfig, Recommender
+from mgnm.models.layers import ItemFeatures
+from mgnm.models.losses import batch_norm_reg, bpr_loss, contrast_all
+
+
+class MGNMConfig(ModelConfig):
+    """MGNM's hyperparameters; defaults are the paper's (Section V-A) and MGNM-SPEC.md's."""
+
+    n_ui_layers: int = Field(2, ge=0, description="L, collaborative graph layers (eq. 2)")
+    n_mm_layers: int = Field(2, ge=0, description="K, modality graph layers (eq. 7)")
+    n_hyper_layers: int = Field(1, ge=1, description="hypergraph propagation layers (eqs. 13-14)")
+    n_hyperedges: int = Field(4, ge=1, description="B, hyperedges per modality (eq. 11)")
+    keep_rate: float = Field(0.5, gt=0, le=1, description="hyperedge dropout keep rate")
+    alpha: float = Field(0.3, ge=0, description="weight of the global part (eq. 17); 0 = off")
+    hyper_temperature: float = Field(0.2, gt=0, description="Gumbel-softmax temperature")
+    cl_weight: float = Field(1e-4, ge=0, description="omega, weight of HCL (eq. 26)")
+    cl_temperature: float = Field(0.2, gt=0, description="tau of HCL (eq. 16)")
+    reg_weight: float = Field(1e-6, ge=0, description="lambda of the batch-row norm regulariser")
+    ddr_weight: float = Field(1e-4, ge=0, description="beta, DDR on the collaborative layers")
+    ddr_mm_weight: float = Field(1e-4, ge=0, description="delta, DDR on the modality layers")
+    ddr_from_layer: int = Field(0, ge=0, description="first layer in the DDR sums (AFDGCF: 1)")
+    purifier: bool = Field(True, description="modality-guided purifier (eqs. 9-10); false = "
+                                             "LGMRec's hyperedges from raw features")
+    purifier_hidden: int | None = Field(None, gt=0, description="h of W1 (default: d)")
+    local_norm: Literal["each", "sum"] = Field(
+        "each", description="eq. 8: normalise each modality ('each') or their sum ('sum')")
+    eval_gumbel: bool = Field(False, description="sample Gumbel noise at evaluation (LGMRec)")
+    finetune_features: bool = Field(False, description="train the feature tables")
+
+
+class LGMRecConfig(MGNMConfig):
+    """LGMRec's defaults (MMRec's Baby yaml): MGNM without purifier and DDR."""
+
+    purifier: bool = False
+    ddr_weight: float = Field(0.0, ge=0)
+    ddr_mm_weight: float = Field(0.0, ge=0)
+    eval_gumbel: bool = True
+
+
+@dataclass
+class Forward:
+    """Everything one forward pass produces (users first, then items, along dim 0)."""
+
+    final: torch.Tensor  # E*, (p+q) x d
+    cge_layers: list[torch.Tensor]  # E^0..E^L
+    mge_layers: dict[str, list[torch.Tensor]]  # Ê^{m,0..K}
+    hyper: dict[str, torch.Tensor]  # E^{m,H}, (p+q) x d
+
+
+def decorrelation(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``||corr(X) - I||_F / sqrt(2)`` over the columns of ``X`` (eqs. 20-22).
+
+    Computed as the norm of corr's off-diagonal part divided by sqrt(2), which equals the
+    formula wherever corr is defined and stays finite for a constant column.
+    """
+    xc = x - x.mean(dim=0, keepdim=True)
+    cov = xc.T @ xc
+    inv_std = cov.diagonal().clamp_min(eps).rsqrt()
+    corr = cov * inv_std[:, None] * inv_std[None, :]
+    off = corr - torch.diag_embed(corr.diagonal())
+    return off.norm() / math.sqrt(2.0)
+
+
+def adaptive_ddr(layers: list[torch.Tensor]) -> torch.Tensor:
+    """``Σ_l μ^l c(X^l)`` with ``μ^l = (1/c_l) / Σ_k 1/c_k`` as constants (eqs. 23-25)."""
+    c = torch.stack([decorrelation(x) for x in layers])
+    inv = 1.0 / c.detach().clamp_min(1e-12)
+    mu = inv / inv.sum()
+    return (mu * c).sum()
+
+
+class MGNM(Recommender):
+    """MGNM: local (CGE + MGE) and global (purified hypergraph) interaction, with DDR.
+
+    ``purifier=false, ddr_weight=ddr_mm_weight=0`` gives exactly LGMRec (``eval_gumbel``
+    only changes how evaluation scores are drawn).
+    """
+
+    name = "mgnm"
+    Config = MGNMConfig
+    needs_features = True
+    grid = {"ddr_weight": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
+            "ddr_mm_weight": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}
+
+    def __init__(self, config: MGNMConfig, inputs: ModelInputs) -> None:
+        super().__init__(config, inputs)
+        d = config.embedding_size
+        h = config.purifier_hidden or d
+        b = config.n_hyperedges
+        self.modalities = list(inputs.features)
+        self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, d)))
+        self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, d)))
+        self.features = ItemFeatures(inputs.features, finetune=config.finetune_features)
+        dims = self.features.dims()
+
+        def xavier(*shape: int) -> nn.Parameter:
+            return nn.Parameter(nn.init.xavier_uniform_(torch.empty(*shape)))
+
+        keys = {m: self._key(m) for m in self.modalities}
+        self.proj = nn.ParameterDict({keys[m]: xavier(dims[m], d) for m in self.modalities})  # W_m, eq. 4
+        if config.purifier:
+            self.pur_w1 = nn.ParameterDict({keys[m]: xavier(dims[m], h) for m in self.modalities})
+            self.pur_b1 = nn.ParameterDict({keys[m]: nn.Parameter(torch.zeros(h))
+                                            for m in self.modalities})
+            self.pur_w2 = nn.ParameterDict({keys[m]: xavier(h, d) for m in self.modalities})
+            self.pur_b2 = nn.ParameterDict({keys[m]: nn.Parameter(torch.zeros(d))
+                                            for m in self.modalities})
+            self.hyper_t = nn.ParameterDict({keys[m]: xavier(b, d) for m in self.modalities})
+        else:
+            self.hyper_v = nn.ParameterDict({keys[m]: xavier(dims[m], b) for m in self.modalities})
+        self.adj = inputs.norm_adj
+        self.r_mean = inputs.interactions("row")  # eq. 5: mean over the user's items
+        self.r = inputs.interactions("none")  # eq. 12: H_u = R H_i
+
+    @staticmethod
+    def _key(modality: str) -> str:
+        return modality.replace(".", "_")
+
+    # ------------------------------------------------------------------ forward
+    def hyperedge_logits(self, m: str) -> torch.Tensor:
+        """Item-to-hyperedge logits ``H_i^m`` (q x B), eqs. 9-11 (or LGMRec's ``F V``)."""
+        k = self._key(m)
+        feats = self.features[m]
+        if not self.config.purifier:
+            return feats @ self.hyper_v[k]
+        hidden = feats @ self.pur_w1[k] + self.pur_b1[k]  # eq. 9
+        gate = torch.sigmoid(hidden @ self.pur_w2[k] + self.pur_b2[k])  # eq. 10
+        purified = self.item_emb * gate
+        return purified @ self.hyper_t[k].T  # eq. 11
+
+    def _soft_assign(self, logits: torch.Tensor, training: bool) -> torch.Tensor:
+        tau = self.config.hyper_temperature
+        if training or self.config.eval_gumbel:
+            out = F.gumbel_softmax(logits, tau=tau, hard=False, dim=1)
+        else:
+            out = torch.softmax(logits / tau, dim=1)
+        if training and self.config.keep_rate < 1:
+            out = F.dropout(out, p=1.0 - self.config.keep_rate, training=True)
+        return out
+
+    def forward_all(self, training: bool) -> Forward:
+        cfg = self.config
+        n_u = self.n_users
+        e0 = torch.cat([self.user_emb, self.item_emb])
+        cge_layers = propagate(e0, self.adj, cfg.n_ui_layers)  # eq. 2
+        e_id_loc = sum(cge_layers) / len(cge_layers)  # eq. 3, LightGCN's layer mean
+
+        mge_layers: dict[str, list[torch.Tensor]] = {}
+        for m in self.modalities:
+            items = self.features[m] @ self.proj[self._key(m)]  # eq. 4
+            users = self.r_mean @ items  # eq. 5
+            mge_layers[m] = propagate(torch.cat([users, items]), self.adj, cfg.n_mm_layers)
+        local_mods = [mge_layers[m][-1] for m in self.modalities]
+        if cfg.local_norm == "each":
+            local = e_id_loc + sum(F.normalize(x, dim=1) for x in local_mods)  # eq. 8
+        else:
+            local = e_id_loc + F.normalize(sum(local_mods), dim=1)
+
+        hyper: dict[str, torch.Tensor] = {}
+        if cfg.alpha > 0 or (training and cfg.cl_weight > 0):
+            z_items0 = e_id_loc.split([n_u, self.n_items])[1]
+            for m in self.modalities:
+                h_i = self.hyperedge_logits(m)
+                h_u = self.r @ h_i  # eq. 12
+                a_i = self._soft_assign(h_i, training)
+                a_u = self._soft_assign(h_u, training)
+                z_i = z_items0
+                for _ in range(cfg.n_hyper_layers):  # eqs. 13-14, never forming H H^T
+                    lam = a_i.T @ z_i
+                    z_i = a_i @ lam
+                    z_u = a_u @ lam
+                hyper[m] = torch.cat([z_u, z_i])
+        if cfg.alpha > 0:
+            final = local + cfg.alpha * F.normalize(sum(hyper.values()), dim=1)  # eqs. 15, 17
+        else:
+            final = local
+        return Forward(final, cge_layers, mge_layers, hyper)
+
+    # ------------------------------------------------------------------ objective
+    def loss(self, users, pos_items, neg_items):
+        cfg = self.config
+        n_u = self.n_users
+        out = self.forward_all(training=True)
+        eu, ei = out.final.split([n_u, self.n_items])
+        u, i, j = eu[users], ei[pos_items], ei[neg_items]
+        bpr = bpr_loss((u * i).sum(1), (u * j).sum(1))  # eq. 19
+        reg = batch_norm_reg(u, i, j)
+        zero = bpr.new_zeros(())
+        hcl_u = hcl_i = zero
+        if cfg.cl_weight > 0:
+            halves = {m: z.split([n_u, self.n_items]) for m, z in out.hyper.items()}
+            for a, b in combinations(self.modalities, 2):  # eq. 16, every modality pair
+                (ua, ia), (ub, ib) = halves[a], halves[b]
+                hcl_u = hcl_u + contrast_all(ua, ub, users, cfg.cl_temperature)
+                hcl_i = hcl_i + contrast_all(ia, ib, pos_items, cfg.cl_temperature)
+        ddr = ddr_mm = zero
+        first = cfg.ddr_from_layer
+        if cfg.ddr_weight > 0:  # eq. 23 over the CGE layers
+            ddr = self._ddr(out.cge_layers[first:])
+        if cfg.ddr_mm_weight > 0:  # the same over every modality's MGE layers
+            for m in self.modalities:
+                ddr_mm = ddr_mm + self._ddr(out.mge_layers[m][first:])
+        total = (bpr + cfg.cl_weight * (hcl_u + hcl_i) + cfg.ddr_weight * ddr
+                 + cfg.ddr_mm_weight * ddr_mm + cfg.reg_weight * reg)  # eq. 26
+        return {"loss": total, "bpr": bpr, "hcl_u": hcl_u, "hcl_i": hcl_i, "ddr": ddr,
+                "ddr_mm": ddr_mm, "reg": reg}
+
+    def _ddr(self, layers: list[torch.Tensor]) -> torch.Tensor:
+        """Eq. 23: the adaptive DDR of the user tables plus that of the item tables."""
+        halves = [x.split([self.n_users, self.n_items]) for x in layers]
+        return adaptive_ddr([u for u, _ in halves]) + adaptive_ddr([i for _, i in halves])
+
+    def embeddings(self):
+        out = self.forward_all(training=False)
+        return out.final[: self.n_users], out.final[self.n_users:]
+
+
+class LGMRec(MGNM):
+    """LGMRec: local graph embeddings plus hypergraph embeddings from raw features (Guo et al.)."""
+
+    name = "lgmrec"
+    Config = LGMRecConfig
+    grid = {"n_hyperedges": [2, 4, 8, 16, 32, 64, 128, 256],
+            "keep_rate": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+            "alpha": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}

@@ -1,0 +1,326 @@
+"""MGNM and LGMRec, equation by equation, against values computed another way."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mgnm.data.inputs import build_inputs
+from mgnm.models.losses import contrast_all
+from mgnm.models.mgnm import MGNM, LGMRec, LGMRecConfig, MGNMConfig, adaptive_ddr, decorrelation
+
+
+def make_model(tiny, cls=MGNM, seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = cls.Config(**kw)
+    return cls(cfg, build_inputs(tiny))
+
+
+def dense_r(ds) -> torch.Tensor:
+    r = torch.zeros(ds.n_users, ds.n_items)
+    r[ds.train.users, ds.train.items] = 1.0
+    return r
+
+
+def dense_norm_adj(ds) -> torch.Tensor:
+    r = dense_r(ds)
+    a = torch.zeros(ds.n_users + ds.n_items, ds.n_users + ds.n_items)
+    a[: ds.n_users, ds.n_users:] = r
+    a[ds.n_users:, : ds.n_users] = r.T
+    deg = a.sum(1)
+    d = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
+    return d[:, None] * a * d[None, :]
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def reference_forward(model: MGNM, ds) -> torch.Tensor:
+    """MGNM-SPEC.md written densely and plainly: E* for evaluation (no noise, no dropout)."""
+    cfg = model.config
+    r = dense_r(ds)
+    adj = dense_norm_adj(ds)
+    e = torch.cat([model.user_emb, model.item_emb])
+    layers = [e]
+    for _ in range(cfg.n_ui_layers):
+        layers.append(adj @ layers[-1])
+    e_id_loc = sum(layers) / len(layers)
+    local_sum = torch.zeros_like(e)
+    hyper_sum = torch.zeros_like(e)
+    for m in model.modalities:
+        feats = torch.as_tensor(ds.features[m])
+        items = feats @ model.proj[m]
+        users = (r @ items) / r.sum(1, keepdim=True).clamp_min(1)
+        x = torch.cat([users, items])
+        for _ in range(cfg.n_mm_layers):
+            x = adj @ x
+        local_sum = local_sum + unit(x)
+        if cfg.purifier:
+            gate = torch.sigmoid((feats @ model.pur_w1[m] + model.pur_b1[m]) @ model.pur_w2[m]
+                                 + model.pur_b2[m])
+            h_i = (model.item_emb * gate) @ model.hyper_t[m].T
+        else:
+            h_i = feats @ model.hyper_v[m]
+        h_u = r @ h_i
+        a_i = torch.softmax(h_i / cfg.hyper_temperature, 1)
+        a_u = torch.softmax(h_u / cfg.hyper_temperature, 1)
+        z_items = e_id_loc[ds.n_users:]
+        hyper_sum = hyper_sum + torch.cat([(a_u @ a_i.T) @ z_items, (a_i @ a_i.T) @ z_items])
+    return e_id_loc + local_sum + cfg.alpha * unit(hyper_sum)
+
+
+@pytest.mark.parametrize("cls", [MGNM, LGMRec])
+def test_forward_equals_dense_reference(tiny, cls):
+    model = make_model(tiny, cls, eval_gumbel=False)
+    model.eval()
+    with torch.no_grad():
+        got = model.forward_all(training=False).final
+        ref = reference_forward(model, tiny)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_model_uses_the_symmetric_normalised_adjacency(tiny):
+    model = make_model(tiny)
+    torch.testing.assert_close(model.adj.to_dense(), dense_norm_adj(tiny))
+
+
+def test_user_modality_features_are_neighbour_means(tiny):
+    model = make_model(tiny)
+    with torch.no_grad():
+        out = model.forward_all(training=False)
+    for m in model.modalities:
+        layer0 = out.mge_layers[m][0]
+        items = layer0[tiny.n_users:]
+        for u in range(tiny.n_users):
+            mine = tiny.train.items[tiny.train.users == u]
+            torch.testing.assert_close(layer0[u], items[mine].mean(0))
+
+
+def test_decorrelation_equals_direct_formula_and_vanishes_for_decorrelated_columns():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 6)) @ rng.standard_normal((6, 6))  # correlated columns
+    corr = np.corrcoef(x, rowvar=False)
+    direct = np.linalg.norm(corr - np.eye(6)) / math.sqrt(2)
+    upper = np.sqrt((np.triu(corr, 1) ** 2).sum())
+    got = decorrelation(torch.as_tensor(x, dtype=torch.float64)).item()
+    assert got == pytest.approx(direct, rel=1e-9) and got == pytest.approx(upper, rel=1e-9)
+    q, _ = np.linalg.qr(rng.standard_normal((50, 6)) - 0.0)
+    q = q - q.mean(0)  # centred ...
+    q, _ = np.linalg.qr(q)  # ... and orthogonal: zero correlation
+    assert decorrelation(torch.as_tensor(q)).item() < 1e-6
+
+
+def test_adaptive_weights_sum_to_one_and_carry_no_gradient():
+    torch.manual_seed(0)
+    layers = [torch.randn(40, 5, dtype=torch.float64) @ torch.randn(5, 5, dtype=torch.float64)
+              for _ in range(3)]
+    xs = [x.clone().requires_grad_(True) for x in layers]
+    value = adaptive_ddr(xs)
+    c = np.array([decorrelation(x).item() for x in layers])
+    mu = (1 / c) / (1 / c).sum()
+    assert mu.sum() == pytest.approx(1.0)
+    assert value.item() == pytest.approx(float((mu * c).sum()), rel=1e-10)
+    value.backward()
+    for x, xv, weight in zip(layers, xs, mu, strict=True):
+        xg = x.clone().requires_grad_(True)
+        decorrelation(xg).backward()
+        # if mu depended on x, the gradient would carry d(mu)/dx terms as well
+        torch.testing.assert_close(xv.grad, weight * xg.grad)
+
+
+def test_purifier_gate_in_unit_interval_and_gradients_reach_w1_w2_and_ids(tiny):
+    model = make_model(tiny)
+    for m in model.modalities:
+        feats = model.features[m]
+        gate = torch.sigmoid((feats @ model.pur_w1[m] + model.pur_b1[m]) @ model.pur_w2[m]
+                             + model.pur_b2[m])
+        assert bool(((gate > 0) & (gate < 1)).all())
+    users = torch.arange(10)
+    items = torch.as_tensor(tiny.train.items[:10])
+    neg = (items + 1) % tiny.n_items
+    model.loss(users, items, neg)["loss"].backward()
+    for m in model.modalities:
+        for p in (model.pur_w1[m], model.pur_w2[m], model.hyper_t[m], model.proj[m]):
+            assert p.grad is not None and p.grad.abs().sum() > 0
+    assert model.item_emb.grad.abs().sum() > 0 and model.user_emb.grad.abs().sum() > 0
+
+
+def test_factorised_hypergraph_equals_dense_product(tiny):
+    model = make_model(tiny, n_hyper_layers=2)
+    model.eval()
+    with torch.no_grad():
+        out = model.forward_all(training=False)
+        e_id_loc = sum(out.cge_layers) / len(out.cge_layers)
+        z0 = e_id_loc[tiny.n_users:]
+        r = dense_r(tiny)
+        for m in model.modalities:
+            h_i = model.hyperedge_logits(m)
+            a_i = torch.softmax(h_i / 0.2, 1)
+            a_u = torch.softmax((r @ h_i) / 0.2, 1)
+            hh_i = a_i @ a_i.T  # the q x q matrix the model never forms
+            z_i = hh_i @ (hh_i @ z0)
+            z_u = (a_u @ a_i.T) @ (hh_i @ z0)
+            torch.testing.assert_close(out.hyper[m], torch.cat([z_u, z_i]), rtol=1e-4, atol=1e-6)
+
+
+def test_hcl_equals_a_direct_loop():
+    torch.manual_seed(1)
+    anchor, positive = torch.randn(12, 4), torch.randn(12, 4)
+    index = torch.tensor([3, 3, 0, 7, 11, 3, 5])  # repeats, as batches have
+    got = contrast_all(anchor, positive, index, 0.2)
+    ref = 0.0
+    for r in index.tolist():
+        a = anchor[r] / anchor[r].norm()
+        num = math.exp(float(a @ (positive[r] / positive[r].norm())) / 0.2)
+        den = sum(math.exp(float(a @ (positive[c] / positive[c].norm())) / 0.2) for c in range(12))
+        ref += -math.log(num / den)
+    assert got.item() == pytest.approx(ref, rel=1e-5)
+
+
+def test_hcl_gradient_matches_autograd_of_plain_formula():
+    torch.manual_seed(2)
+    a1 = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    p1 = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    a2, p2 = a1.detach().clone().requires_grad_(True), p1.detach().clone().requires_grad_(True)
+    index = torch.tensor([0, 2, 2, 8, 4])
+    contrast_all(a1, p1, index, 0.3).backward()
+    an, pn = F.normalize(a2, dim=1), F.normalize(p2, dim=1)
+    logits = an[index] @ pn.T / 0.3
+    plain = (torch.logsumexp(logits, 1) - (an[index] * pn[index]).sum(1) / 0.3).sum()
+    plain.backward()
+    torch.testing.assert_close(a1.grad, a2.grad)
+    torch.testing.assert_close(p1.grad, p2.grad)
+
+
+def test_hcl_is_summed_over_every_modality_pair(tiny3):
+    model = make_model(tiny3, ddr_weight=0, ddr_mm_weight=0)
+    users = torch.tensor([0, 1, 1, 5])
+    items = torch.as_tensor(tiny3.train.items[:4])
+    torch.manual_seed(5)
+    losses = model.loss(users, items, (items + 1) % tiny3.n_items)
+    torch.manual_seed(5)
+    out = model.forward_all(training=True)
+    expect = 0.0
+    for a, b in combinations(model.modalities, 2):
+        expect += contrast_all(out.hyper[a][:60], out.hyper[b][:60], users, 0.2).item()
+    assert len(list(combinations(model.modalities, 2))) == 3
+    assert losses["hcl_u"].item() == pytest.approx(expect, rel=1e-5)
+
+
+@pytest.fixture
+def tiny3(tmp_path):
+    from conftest import write_dataset
+
+    from mgnm.data import load_dataset
+
+    return load_dataset(write_dataset(tmp_path, modalities={"a": 4, "b": 6, "c": 3}))
+
+
+def test_lgmrec_switches_make_mgnm_lgmrec(tiny):
+    lg = make_model(tiny, LGMRec, seed=3)
+    mg = make_model(tiny, MGNM, seed=3, purifier=False, ddr_weight=0.0, ddr_mm_weight=0.0,
+                    eval_gumbel=True)
+    assert LGMRecConfig().model_dump() == mg.config.model_dump()
+    assert lg.state_dict().keys() == mg.state_dict().keys()
+    for k, v in lg.state_dict().items():
+        torch.testing.assert_close(v, mg.state_dict()[k])
+    users = torch.arange(8)
+    items = torch.as_tensor(tiny.train.items[:8])
+    neg = (items + 2) % tiny.n_items
+    torch.manual_seed(9)
+    la = lg.loss(users, items, neg)
+    torch.manual_seed(9)
+    lb = mg.loss(users, items, neg)
+    for k in la:
+        torch.testing.assert_close(la[k], lb[k])
+    assert la["ddr"].item() == 0 and la["ddr_mm"].item() == 0
+
+
+def test_alpha_zero_removes_the_global_part(tiny):
+    model = make_model(tiny, alpha=0.0)
+    with torch.no_grad():
+        out = model.forward_all(training=False)
+        e_id_loc = sum(out.cge_layers) / len(out.cge_layers)
+        local = e_id_loc + sum(unit(out.mge_layers[m][-1]) for m in model.modalities)
+    torch.testing.assert_close(out.final, local)
+
+
+def test_local_norm_sum_normalises_the_sum(tiny):
+    model = make_model(tiny, local_norm="sum", alpha=0.0)
+    with torch.no_grad():
+        out = model.forward_all(training=False)
+        e_id_loc = sum(out.cge_layers) / len(out.cge_layers)
+        local = e_id_loc + unit(sum(out.mge_layers[m][-1] for m in model.modalities))
+    torch.testing.assert_close(out.final, local)
+
+
+def test_ddr_from_layer_skips_the_first_layers(tiny):
+    m0 = make_model(tiny, ddr_from_layer=0, cl_weight=0.0)
+    m1 = make_model(tiny, ddr_from_layer=1, cl_weight=0.0)
+    users, items = torch.arange(5), torch.as_tensor(tiny.train.items[:5])
+    neg = (items + 1) % tiny.n_items
+    torch.manual_seed(0)
+    l0 = m0.loss(users, items, neg)
+    torch.manual_seed(0)
+    l1 = m1.loss(users, items, neg)
+    with torch.no_grad():
+        out = m1.forward_all(training=False)
+        n = tiny.n_users
+        expect = adaptive_ddr([x[:n] for x in out.cge_layers[1:]]) + adaptive_ddr(
+            [x[n:] for x in out.cge_layers[1:]])
+    assert l1["ddr"].item() == pytest.approx(expect.item(), rel=1e-5)
+    assert l0["ddr"].item() != pytest.approx(l1["ddr"].item())
+
+
+def test_eval_scores_deterministic_unless_eval_gumbel(tiny):
+    model = make_model(tiny)
+    model.eval()
+    with torch.no_grad():
+        a, b = model.embeddings()[0].clone(), model.embeddings()[0]
+    torch.testing.assert_close(a, b)
+    noisy = make_model(tiny, eval_gumbel=True)
+    noisy.eval()
+    with torch.no_grad():
+        assert not torch.equal(noisy.embeddings()[0].clone(), noisy.embeddings()[0])
+
+
+def test_one_training_step_lowers_the_loss_on_the_same_batch(tiny):
+    model = make_model(tiny, seed=4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    users = torch.as_tensor(tiny.train.users)
+    items = torch.as_tensor(tiny.train.items)
+    neg = (items + 7) % tiny.n_items
+    torch.manual_seed(11)
+    before = model.loss(users, items, neg)["loss"]
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    torch.manual_seed(11)  # the same Gumbel noise and dropout mask
+    after = model.loss(users, items, neg)["loss"]
+    assert after.item() < before.item()
+
+
+def test_every_loss_term_is_weighted_as_eq_26(tiny):
+    kw = dict(cl_weight=0.5, ddr_weight=0.25, ddr_mm_weight=0.125, reg_weight=0.1)
+    model = make_model(tiny, **kw)
+    users, items = torch.arange(6), torch.as_tensor(tiny.train.items[:6])
+    t = model.loss(users, items, (items + 1) % tiny.n_items)
+    expect = (t["bpr"] + 0.5 * (t["hcl_u"] + t["hcl_i"]) + 0.25 * t["ddr"]
+              + 0.125 * t["ddr_mm"] + 0.1 * t["reg"])
+    torch.testing.assert_close(t["loss"], expect)
+    assert all(t[k].item() > 0 for k in ("hcl_u", "hcl_i", "ddr", "ddr_mm", "reg"))
+
+
+def test_configs_reject_bad_values():
+    with pytest.raises(ValueError):
+        MGNMConfig(keep_rate=0)
+    with pytest.raises(ValueError):
+        MGNMConfig(local_norm="mean")
+    with pytest.raises(ValueError):
+        MGNMConfig(ddr_wieght=1.0)
