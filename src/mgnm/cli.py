@@ -213,6 +213,104 @@ def export(run_dir, output, data) -> None:
     click.echo(f"wrote {path}")
 
 
+def _parse_seeds(spec: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise click.UsageError(f"--seeds {spec!r}: expected comma-separated integers") from None
+    if not seeds:
+        raise click.UsageError("--seeds: give at least one seed")
+    return seeds
+
+
+@cli.command()
+@click.argument("name", type=click.Choice(["table1", "modalities", "ablation", "sensitivity",
+                                           "grid"]))
+@click.option("--data", "-d", type=click.Path(), required=True, help="MMRec-format dataset directory.")
+@click.option("--seeds", default="999", show_default=True, help="Comma-separated seeds.")
+@click.option("--models", help="table1: comma-separated models (default: all of Table I, "
+              "FREEDOM, LGMRec, MGNM).")
+@click.option("--model", "-m", default="mgnm", show_default=True, help="grid: the model.")
+@click.option("--reference-grids", is_flag=True, help="table1: search each model's reference "
+              "grid (selection on validation); default: one run with each model's defaults.")
+@click.option("--grid", "grid_items", multiple=True, metavar="KEY=[V1,V2]",
+              help="grid: a key and its list of values; repeatable.")
+@click.option("--config", "config_file", type=click.Path(), help="YAML file of flat config keys.")
+@click.option("--preset", help="A named preset (see `mgnm presets`).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config key for every run.")
+@click.option("--out", type=click.Path(), help="Experiment directory (default experiments/<name>-<data>).")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="Runs at once (in subprocesses, CPU threads split between them).")
+@click.option("--plot", is_flag=True, help="Also write plots (needs matplotlib).")
+def experiment(name, data, seeds, models, model, reference_grids, grid_items, config_file,
+               preset, sets, out, jobs, plot) -> None:
+    """Run one of the paper's experiments (or any grid) and write its table.
+
+    Finished runs are skipped and interrupted ones resumed when the command is run again.
+    """
+    from mgnm.experiments import paper, report
+    from mgnm.experiments.grid import RunOutcome, aggregate, run_all
+    from mgnm.train.config import load_config_file, load_preset, parse_set
+
+    base: dict = {}
+    if preset:
+        base.update(load_preset(preset))
+    if config_file:
+        base.update(load_config_file(config_file))
+    base.update(parse_set(sets))
+    base.pop("model", None)
+    seed_list = _parse_seeds(seeds)
+    out_dir = Path(out) if out else Path("experiments") / f"{name}-{Path(data).resolve().name}"
+    if name == "table1":
+        chosen = [m.strip() for m in models.split(",")] if models else list(paper.TABLE1_MODELS)
+        title, specs = paper.table1(data, out_dir, seed_list, base, chosen, reference_grids)
+    elif name == "grid":
+        grid = parse_set(grid_items)
+        if not grid:
+            raise click.UsageError("grid: give at least one --grid KEY=[V1,V2]")
+        title, specs = paper.custom_grid(model, data, out_dir, seed_list, base, grid)
+    else:
+        title, specs = paper.EXPERIMENTS[name](data, out_dir, seed_list, base)
+    click.echo(f"{title}: {len(specs)} runs in {out_dir}", err=True)
+
+    def done(o: RunOutcome) -> None:
+        if o.error:
+            click.echo(f"  failed {o.spec.run_dir}: {o.error}", err=True)
+        else:
+            click.echo(f"  done   {o.spec.run_dir}: test recall@20 "
+                       f"{o.result['test']['recall@20']:.4f}", err=True)
+
+    outcomes = run_all(specs, jobs=jobs, on_done=done)
+    if name == "table1":
+        rows = report.best_per_model(outcomes, "recall@20")
+        text = report.write_summary(out_dir, title, rows, outcomes, transpose=True)
+    elif name == "grid":
+        rows = aggregate(outcomes)
+        best = max(rows, key=lambda r: r.valid["recall@20"][0]) if rows else None
+        text = report.write_summary(out_dir, title, rows, outcomes)
+        if best:
+            text += f"\nselected on validation: {best.label}\n"
+    else:
+        rows = aggregate(outcomes)
+        text = report.write_summary(out_dir, title, rows, outcomes)
+    click.echo(text)
+    if plot:
+        report.plot_curves([o.spec.run_dir for o in outcomes if o.result], out_dir / "curves.png")
+        if name == "sensitivity":
+            report.plot_sensitivity(rows, out_dir / "sensitivity.png")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--output", "-o", type=click.Path(), default="curves.png", show_default=True)
+@click.option("--metric", default="recall@20", show_default=True)
+def plot(run_dirs, output, metric) -> None:
+    """Plot validation metric and training loss per epoch of one or more runs."""
+    from mgnm.experiments.report import plot_curves
+
+    click.echo(f"wrote {plot_curves([Path(d) for d in run_dirs], Path(output), metric)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:

@@ -1,0 +1,1 @@
+"""Experiments layer: grids, seeds, the paper's tables, reports and plots."""
