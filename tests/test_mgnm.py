@@ -324,3 +324,14 @@ def test_configs_reject_bad_values():
         MGNMConfig(local_norm="mean")
     with pytest.raises(ValueError):
         MGNMConfig(ddr_wieght=1.0)
+
+
+def test_decorrelation_gradient_matches_plain_autograd():
+    torch.manual_seed(3)
+    x = torch.randn(30, 5, dtype=torch.float64) @ torch.randn(5, 5, dtype=torch.float64)
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    decorrelation(a).backward()
+    plain = torch.linalg.norm(torch.corrcoef(b.T) - torch.eye(5, dtype=torch.float64)) / math.sqrt(2)
+    plain.backward()
+    torch.testing.assert_close(a.grad, b.grad)

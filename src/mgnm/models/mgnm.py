@@ -81,6 +81,20 @@ class Forward:
     hyper: dict[str, torch.Tensor]  # E^{m,H}, (p+q) x d
 
 
+class _Gram(torch.autograd.Function):
+    """``XᵀX`` whose backward is the single product ``X (G + Gᵀ)`` (autograd would do two)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x.T @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return x @ (grad + grad.T)
+
+
 def decorrelation(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """``||corr(X) - I||_F / sqrt(2)`` over the columns of ``X`` (eqs. 20-22).
 
@@ -88,7 +102,7 @@ def decorrelation(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     formula wherever corr is defined and stays finite for a constant column.
     """
     xc = x - x.mean(dim=0, keepdim=True)
-    cov = xc.T @ xc
+    cov = _Gram.apply(xc)
     inv_std = cov.diagonal().clamp_min(eps).rsqrt()
     corr = cov * inv_std[:, None] * inv_std[None, :]
     off = corr - torch.diag_embed(corr.diagonal())
