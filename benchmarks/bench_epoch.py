@@ -1,0 +1,126 @@
+"""Seconds per training epoch, seconds per full evaluation pass, and peak memory.
+
+    python benchmarks/bench_epoch.py --data ../shared/data/baby --model lightgcn \
+        --set n_layers=2 --epochs 3
+    python benchmarks/bench_epoch.py --data ../shared/data/baby --model mgnm \
+        --random-features image:4096,text:384 --epochs 2
+    python benchmarks/bench_epoch.py --data ../shared/data/tiktok --model all --epochs 2
+
+Each model runs in a fresh subprocess (so peak memory is its own). An epoch is the trainer's
+``train_epoch`` (sampling, every batch's full forward, backward and Adam step); an
+evaluation pass is the trainer's validation pass (one forward, full ranking of every
+validation user). The median over ``--epochs`` epochs is reported, after one warm-up epoch.
+``--random-features`` replaces the dataset's features by seeded random ones of the given
+widths (for timing at the paper's dimensions when the real feature files are unavailable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def measure(args: argparse.Namespace) -> dict:
+    import torch
+
+    from mgnm.data import load_dataset
+    from mgnm.train.config import parse_set, resolve_config
+    from mgnm.train.trainer import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ds = load_dataset(args.data)
+    if args.random_features:
+        from dataclasses import replace
+
+        rng = np.random.default_rng(0)
+        feats = {}
+        for part in args.random_features.split(","):
+            name, dim = part.split(":")
+            feats[name] = rng.random((ds.n_items, int(dim)), dtype=np.float32)
+        ds = replace(ds, features=feats)
+    cfg = resolve_config({"model": args.model, "device": args.device}, parse_set(args.set or []))
+    trainer = Trainer(cfg, ds)
+    train_times, eval_times = [], []
+    for epoch in range(args.epochs + 1):
+        t0 = time.perf_counter()
+        trainer.train_epoch(epoch)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        trainer.evaluate(["valid"])
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if epoch > 0:  # the first epoch warms up allocators and caches
+            train_times.append(t1 - t0)
+            eval_times.append(t2 - t1)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu_mb = (torch.cuda.max_memory_allocated() / 2**20) if trainer.device.type == "cuda" else None
+    return {
+        "model": args.model, "data": ds.name, "features": args.random_features or "file",
+        "device": str(trainer.device) + (f" ({torch.cuda.get_device_name()})"
+                                         if trainer.device.type == "cuda" else ""),
+        "threads": torch.get_num_threads(), "batches_per_epoch": len(trainer.sampler),
+        "epoch_s": statistics.median(train_times), "eval_s": statistics.median(eval_times),
+        "peak_rss_mb": round(peak_mb), "peak_gpu_mb": round(gpu_mb) if gpu_mb else None,
+        "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True, help="a model name, a comma list, or 'all'")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--random-features", help="e.g. image:4096,text:384 (random, seeded)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per model")
+    p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.single:
+        print(json.dumps(measure(args)))
+        return
+    from mgnm.models import MODELS
+
+    models = list(MODELS) if args.model == "all" else args.model.split(",")
+    rows = []
+    for m in models:
+        cmd = [sys.executable, __file__, "--single", "--data", args.data, "--model", m,
+               "--epochs", str(args.epochs), "--device", args.device, "--threads", str(args.threads)]
+        if args.random_features:
+            cmd += ["--random-features", args.random_features]
+        for s in args.set or []:
+            cmd += ["--set", s]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+        if proc.returncode != 0:
+            print(f"{m}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            continue
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+    if not args.json and rows:
+        print(f"| model | data | features | device | threads | s/epoch | s/eval | peak RSS MB |"
+              f"{' peak GPU MB |' if rows[0]['peak_gpu_mb'] else ''}")
+        print("|---" * (8 + bool(rows[0]["peak_gpu_mb"])) + "|")
+        for r in rows:
+            gpu = f" {r['peak_gpu_mb']} |" if r["peak_gpu_mb"] else ""
+            print(f"| {r['model']} | {r['data']} | {r['features']} | {r['device']} | "
+                  f"{r['threads']} | {r['epoch_s']:.2f} | {r['eval_s']:.2f} | "
+                  f"{r['peak_rss_mb']} |{gpu}")
+
+
+if __name__ == "__main__":
+    main()
