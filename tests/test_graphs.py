@@ -141,3 +141,17 @@ def test_dense_knn_keeps_top_k_per_row_with_gradient():
     torch.testing.assert_close(kept, torch.tensor([[0.9, 0.0, 0.5], [0.0, 0.3, 0.8]]))
     kept.sum().backward()
     torch.testing.assert_close(s.grad, torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
+
+
+def test_bipartite_propagation_equals_full_adjacency_propagation():
+    from mgnm.data.graphs import bipartite_propagate
+
+    full = normalized_adjacency(U, I, 3, 2)
+    block = interaction_matrix(U, I, 3, 2, norm="sym")
+    x = torch.randn(5, 4)
+    pairs = bipartite_propagate(x[:3], x[3:], block, 3)
+    layers = [x]
+    for _ in range(3):
+        layers.append(full @ layers[-1])
+    for (u, i), ref in zip(pairs, layers, strict=True):
+        torch.testing.assert_close(torch.cat([u, i]), ref)

@@ -87,7 +87,8 @@ def test_forward_equals_dense_reference(tiny, cls):
 
 def test_model_uses_the_symmetric_normalised_adjacency(tiny):
     model = make_model(tiny)
-    torch.testing.assert_close(model.adj.to_dense(), dense_norm_adj(tiny))
+    # propagation uses the user-item block of D^-1/2 A D^-1/2 (the rest of A is zero)
+    torch.testing.assert_close(model.r_sym.to_dense(), dense_norm_adj(tiny)[:60, 60:])
 
 
 def test_user_modality_features_are_neighbour_means(tiny):
@@ -95,7 +96,7 @@ def test_user_modality_features_are_neighbour_means(tiny):
     with torch.no_grad():
         out = model.forward_all(training=False)
     for m in model.modalities:
-        layer0 = out.mge_layers[m][0]
+        layer0 = torch.cat(out.mge_layers[m][0])
         items = layer0[tiny.n_users:]
         for u in range(tiny.n_users):
             mine = tiny.train.items[tiny.train.users == u]
@@ -156,7 +157,7 @@ def test_factorised_hypergraph_equals_dense_product(tiny):
     model.eval()
     with torch.no_grad():
         out = model.forward_all(training=False)
-        e_id_loc = sum(out.cge_layers) / len(out.cge_layers)
+        e_id_loc = sum(torch.cat(x) for x in out.cge_layers) / len(out.cge_layers)
         z0 = e_id_loc[tiny.n_users:]
         r = dense_r(tiny)
         for m in model.modalities:
@@ -166,7 +167,8 @@ def test_factorised_hypergraph_equals_dense_product(tiny):
             hh_i = a_i @ a_i.T  # the q x q matrix the model never forms
             z_i = hh_i @ (hh_i @ z0)
             z_u = (a_u @ a_i.T) @ (hh_i @ z0)
-            torch.testing.assert_close(out.hyper[m], torch.cat([z_u, z_i]), rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(torch.cat(out.hyper[m]), torch.cat([z_u, z_i]), rtol=1e-4,
+                                       atol=1e-6)
 
 
 def test_hcl_equals_a_direct_loop():
@@ -208,7 +210,7 @@ def test_hcl_is_summed_over_every_modality_pair(tiny3):
     out = model.forward_all(training=True)
     expect = 0.0
     for a, b in combinations(model.modalities, 2):
-        expect += contrast_all(out.hyper[a][:60], out.hyper[b][:60], users, 0.2).item()
+        expect += contrast_all(out.hyper[a][0], out.hyper[b][0], users, 0.2).item()
     assert len(list(combinations(model.modalities, 2))) == 3
     assert losses["hcl_u"].item() == pytest.approx(expect, rel=1e-5)
 
@@ -246,8 +248,8 @@ def test_alpha_zero_removes_the_global_part(tiny):
     model = make_model(tiny, alpha=0.0)
     with torch.no_grad():
         out = model.forward_all(training=False)
-        e_id_loc = sum(out.cge_layers) / len(out.cge_layers)
-        local = e_id_loc + sum(unit(out.mge_layers[m][-1]) for m in model.modalities)
+        e_id_loc = sum(torch.cat(x) for x in out.cge_layers) / len(out.cge_layers)
+        local = e_id_loc + sum(unit(torch.cat(out.mge_layers[m][-1])) for m in model.modalities)
     torch.testing.assert_close(out.final, local)
 
 
@@ -255,8 +257,8 @@ def test_local_norm_sum_normalises_the_sum(tiny):
     model = make_model(tiny, local_norm="sum", alpha=0.0)
     with torch.no_grad():
         out = model.forward_all(training=False)
-        e_id_loc = sum(out.cge_layers) / len(out.cge_layers)
-        local = e_id_loc + unit(sum(out.mge_layers[m][-1] for m in model.modalities))
+        e_id_loc = sum(torch.cat(x) for x in out.cge_layers) / len(out.cge_layers)
+        local = e_id_loc + unit(sum(torch.cat(out.mge_layers[m][-1]) for m in model.modalities))
     torch.testing.assert_close(out.final, local)
 
 
@@ -272,8 +274,8 @@ def test_ddr_from_layer_skips_the_first_layers(tiny):
     with torch.no_grad():
         out = m1.forward_all(training=False)
         n = tiny.n_users
-        expect = adaptive_ddr([x[:n] for x in out.cge_layers[1:]]) + adaptive_ddr(
-            [x[n:] for x in out.cge_layers[1:]])
+        full = [torch.cat(x) for x in out.cge_layers[1:]]
+        expect = adaptive_ddr([x[:n] for x in full]) + adaptive_ddr([x[n:] for x in full])
     assert l1["ddr"].item() == pytest.approx(expect.item(), rel=1e-5)
     assert l0["ddr"].item() != pytest.approx(l1["ddr"].item())
 
@@ -335,3 +337,20 @@ def test_decorrelation_gradient_matches_plain_autograd():
     plain = torch.linalg.norm(torch.corrcoef(b.T) - torch.eye(5, dtype=torch.float64)) / math.sqrt(2)
     plain.backward()
     torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_lowrank_hcl_equals_full_width_hcl_with_gradients():
+    from mgnm.models.losses import contrast_all_lowrank
+
+    torch.manual_seed(7)
+    anchor = torch.randn(20, 16, dtype=torch.float64, requires_grad=True)
+    weights = torch.softmax(torch.randn(20, 3, dtype=torch.float64), 1).requires_grad_(True)
+    basis = torch.randn(3, 16, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([4, 4, 0, 19, 7, 4])
+    low = contrast_all_lowrank(anchor, weights, basis, index, 0.2)
+    grads_low = torch.autograd.grad(low, [anchor, weights, basis])
+    full = contrast_all(anchor, weights @ basis, index, 0.2)
+    grads_full = torch.autograd.grad(full, [anchor, weights, basis])
+    torch.testing.assert_close(low, full)
+    for g1, g2 in zip(grads_low, grads_full, strict=True):
+        torch.testing.assert_close(g1, g2)

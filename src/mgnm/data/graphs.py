@@ -194,6 +194,18 @@ def mean_adjacency(users, items, n_users: int, n_items: int, *, device="cpu",
     return SparseOp(rows, cols, 1.0 / deg[rows], (n, n), device=device, fmt=fmt)
 
 
+def row_normalized_adjacency(users, items, n_users: int, n_items: int, *, device="cpu",
+                             fmt: str = "auto") -> SparseOp:
+    """``D~^-1 (A + I)``: the bipartite graph with self loops, each row divided by its sum
+    ``deg + 1`` (LATTICE's backbone; every node, isolated ones too, keeps its own row)."""
+    rows, cols = bipartite_edges(users, items, n_users)
+    n = n_users + n_items
+    loops = torch.arange(n)
+    rows, cols = torch.cat([rows, loops]), torch.cat([cols, loops])
+    deg = torch.bincount(rows, minlength=n).float()
+    return SparseOp(rows, cols, 1.0 / deg[rows], (n, n), device=device, fmt=fmt)
+
+
 def layer_mean(x0: torch.Tensor, graph: SparseOp, n_layers: int) -> torch.Tensor:
     """LightGCN's ``mean(x0, G x0, ..., G^L x0)``."""
     acc, x = x0, x0
@@ -251,6 +263,17 @@ def symnorm_values(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
     return d[rows] * vals * d[cols]
 
 
+def coo_matmul(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, x: torch.Tensor,
+               n_rows: int) -> torch.Tensor:
+    """``M @ x`` for a COO matrix ``M`` (duplicates summed) whose values may carry gradient.
+
+    A gather and a scatter-add: gradient reaches both ``vals`` and ``x``. For a learned sparse
+    graph (LATTICE); constant graphs use :class:`SparseOp`.
+    """
+    out = torch.zeros(n_rows, x.shape[1], dtype=x.dtype, device=x.device)
+    return out.index_add(0, rows, vals.unsqueeze(1) * x[cols])
+
+
 def dense_knn(sim: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k`` largest entries of each row of a dense similarity matrix (with grad)."""
     top_v, top_i = sim.topk(min(k, sim.shape[1]), dim=1)
@@ -276,3 +299,62 @@ def item_knn_graph(
     n = features.shape[0]
     vals = symnorm_values(rows, cols, vals, n)
     return SparseOp(rows.cpu(), cols.cpu(), vals.cpu(), (n, n), device=device, fmt=fmt)
+
+
+# --------------------------------------------------------------------------- user-user graphs
+
+
+def user_cooccurrence_topk(
+    users, items, n_users: int, n_items: int, top: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each user's ``top`` most co-occurring users (DualGNN's user graph, on CPU).
+
+    ``C = R R^T`` (sparse product of the binary training matrix) with a zero diagonal:
+    ``C_uv`` is the number of training items that ``u`` and ``v`` share. Returns
+    ``(neighbours, counts, lengths)``: ``(n_users, top)`` tables whose row ``u`` lists the
+    users with ``C_uv > 0`` by count descending (ties in a fixed, unspecified order), padded
+    with 0, and ``lengths[u] = min(top, #{v: C_uv > 0})``.
+    """
+    u = torch.as_tensor(users, dtype=torch.long).cpu()
+    i = torch.as_tensor(items, dtype=torch.long).cpu()
+    r = torch.sparse_coo_tensor(torch.stack([u, i]), torch.ones(u.numel()), (n_users, n_items),
+                                check_invariants=False).coalesce()
+    r = torch.sparse_coo_tensor(r.indices(), torch.ones_like(r.values()), r.shape,
+                                check_invariants=False)  # binary even if pairs repeat
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+        c = torch.sparse.mm(r, r.t()).coalesce()
+    rows, cols = c.indices()
+    vals = c.values()
+    keep = (rows != cols) & (vals > 0)
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    # order by row, then count descending (two stable sorts)
+    order = torch.argsort(vals, descending=True, stable=True)
+    order = order[torch.argsort(rows[order], stable=True)]
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    per_row = torch.bincount(rows, minlength=n_users)
+    start = torch.cumsum(per_row, 0) - per_row
+    rank = torch.arange(rows.numel()) - start[rows]
+    sel = rank < top
+    neighbours = torch.zeros(n_users, top, dtype=torch.long)
+    counts = torch.zeros(n_users, top, dtype=torch.float32)
+    neighbours[rows[sel], rank[sel]] = cols[sel]
+    counts[rows[sel], rank[sel]] = vals[sel].float()
+    return neighbours, counts, per_row.clamp_max(top)
+
+
+
+def bipartite_propagate(
+    users: torch.Tensor, items: torch.Tensor, r_sym: SparseOp, n_layers: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``[(U^0, I^0), ..., (U^L, I^L)]`` with ``(U^{l+1}, I^{l+1}) = (R̂ I^l, R̂ᵀ U^l)``.
+
+    ``R̂`` (users x items) is the user-item block of ``D^-1/2 A D^-1/2``, so this equals
+    propagating the stack ``[U; I]`` with the full matrix, without ever stacking users and
+    items (which costs a copy forward and a split backward per layer).
+    """
+    out = [(users, items)]
+    for _ in range(n_layers):
+        u, i = out[-1]
+        out.append((r_sym @ i, r_sym.T @ u))
+    return out

@@ -30,11 +30,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import propagate
+from mgnm.data.graphs import bipartite_propagate
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
-from mgnm.models.losses import batch_norm_reg, bpr_loss, contrast_all
+from mgnm.models.losses import batch_norm_reg, bpr_loss, contrast_all, contrast_all_lowrank
 
 
 class MGNMConfig(ModelConfig):
@@ -73,12 +73,20 @@ class LGMRecConfig(MGNMConfig):
 
 @dataclass
 class Forward:
-    """Everything one forward pass produces (users first, then items, along dim 0)."""
+    """Everything one forward pass produces, as (users, items) pairs of tables."""
 
-    final: torch.Tensor  # E*, (p+q) x d
-    cge_layers: list[torch.Tensor]  # E^0..E^L
-    mge_layers: dict[str, list[torch.Tensor]]  # Ê^{m,0..K}
-    hyper: dict[str, torch.Tensor]  # E^{m,H}, (p+q) x d
+    users: torch.Tensor  # E*, p x d
+    items: torch.Tensor  # E*, q x d
+    cge_layers: list[tuple[torch.Tensor, torch.Tensor]]  # E^0..E^L
+    mge_layers: dict[str, list[tuple[torch.Tensor, torch.Tensor]]]  # Ê^{m,0..K}
+    hyper: dict[str, tuple[torch.Tensor, torch.Tensor]]  # E^{m,H}
+    # E^{m,H} = (H̃_u Λ, H̃_i Λ): the soft assignments (p x B, q x B) and the last Λ (B x d)
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+    @property
+    def final(self) -> torch.Tensor:
+        """E* with users first, then items."""
+        return torch.cat([self.users, self.items])
 
 
 class _Gram(torch.autograd.Function):
@@ -156,7 +164,9 @@ class MGNM(Recommender):
             self.hyper_t = nn.ParameterDict({keys[m]: xavier(b, d) for m in self.modalities})
         else:
             self.hyper_v = nn.ParameterDict({keys[m]: xavier(dims[m], b) for m in self.modalities})
-        self.adj = inputs.norm_adj
+        # the user-item block of D^-1/2 A D^-1/2: propagating (users, items) with it equals
+        # propagating their stack with the full (p+q)^2 matrix, without stacking (eqs. 2, 7)
+        self.r_sym = inputs.interactions("sym")
         self.r_mean = inputs.interactions("row")  # eq. 5: mean over the user's items
         self.r = inputs.interactions("none")  # eq. 12: H_u = R H_i
 
@@ -188,59 +198,58 @@ class MGNM(Recommender):
 
     def forward_all(self, training: bool) -> Forward:
         cfg = self.config
-        n_u = self.n_users
-        e0 = torch.cat([self.user_emb, self.item_emb])
-        cge_layers = propagate(e0, self.adj, cfg.n_ui_layers)  # eq. 2
-        e_id_loc = sum(cge_layers) / len(cge_layers)  # eq. 3, LightGCN's layer mean
+        cge = bipartite_propagate(self.user_emb, self.item_emb, self.r_sym, cfg.n_ui_layers)  # eq. 2
+        id_u = sum(u for u, _ in cge) / len(cge)  # eq. 3, LightGCN's layer mean
+        id_i = sum(i for _, i in cge) / len(cge)
 
-        mge_layers: dict[str, list[torch.Tensor]] = {}
+        mge: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for m in self.modalities:
             items = self.features[m] @ self.proj[self._key(m)]  # eq. 4
             users = self.r_mean @ items  # eq. 5
-            mge_layers[m] = propagate(torch.cat([users, items]), self.adj, cfg.n_mm_layers)
-        local_mods = [mge_layers[m][-1] for m in self.modalities]
-        if cfg.local_norm == "each":
-            local = e_id_loc + sum(F.normalize(x, dim=1) for x in local_mods)  # eq. 8
+            mge[m] = bipartite_propagate(users, items, self.r_sym, cfg.n_mm_layers)  # eqs. 6-7
+        last = [mge[m][-1] for m in self.modalities]
+        if cfg.local_norm == "each":  # eq. 8
+            loc_u = id_u + sum(F.normalize(u, dim=1) for u, _ in last)
+            loc_i = id_i + sum(F.normalize(i, dim=1) for _, i in last)
         else:
-            local = e_id_loc + F.normalize(sum(local_mods), dim=1)
+            loc_u = id_u + F.normalize(sum(u for u, _ in last), dim=1)
+            loc_i = id_i + F.normalize(sum(i for _, i in last), dim=1)
 
-        hyper: dict[str, torch.Tensor] = {}
+        hyper: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        factors: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         if cfg.alpha > 0 or (training and cfg.cl_weight > 0):
-            z_items0 = e_id_loc.split([n_u, self.n_items])[1]
             for m in self.modalities:
                 h_i = self.hyperedge_logits(m)
                 h_u = self.r @ h_i  # eq. 12
                 a_i = self._soft_assign(h_i, training)
                 a_u = self._soft_assign(h_u, training)
-                z_i = z_items0
+                z_i = id_i
                 for _ in range(cfg.n_hyper_layers):  # eqs. 13-14, never forming H H^T
                     lam = a_i.T @ z_i
                     z_i = a_i @ lam
                     z_u = a_u @ lam
-                hyper[m] = torch.cat([z_u, z_i])
-        if cfg.alpha > 0:
-            final = local + cfg.alpha * F.normalize(sum(hyper.values()), dim=1)  # eqs. 15, 17
+                hyper[m] = (z_u, z_i)
+                factors[m] = (a_u, a_i, lam)
+        if cfg.alpha > 0:  # eqs. 15, 17
+            fin_u = loc_u + cfg.alpha * F.normalize(sum(z[0] for z in hyper.values()), dim=1)
+            fin_i = loc_i + cfg.alpha * F.normalize(sum(z[1] for z in hyper.values()), dim=1)
         else:
-            final = local
-        return Forward(final, cge_layers, mge_layers, hyper)
+            fin_u, fin_i = loc_u, loc_i
+        return Forward(fin_u, fin_i, cge, mge, hyper, factors)
 
     # ------------------------------------------------------------------ objective
     def loss(self, users, pos_items, neg_items):
         cfg = self.config
-        n_u = self.n_users
         out = self.forward_all(training=True)
-        eu, ei = out.final.split([n_u, self.n_items])
-        u, i, j = eu[users], ei[pos_items], ei[neg_items]
+        u, i, j = out.users[users], out.items[pos_items], out.items[neg_items]
         bpr = bpr_loss((u * i).sum(1), (u * j).sum(1))  # eq. 19
         reg = batch_norm_reg(u, i, j)
         zero = bpr.new_zeros(())
         hcl_u = hcl_i = zero
         if cfg.cl_weight > 0:
-            halves = {m: z.split([n_u, self.n_items]) for m, z in out.hyper.items()}
             for a, b in combinations(self.modalities, 2):  # eq. 16, every modality pair
-                (ua, ia), (ub, ib) = halves[a], halves[b]
-                hcl_u = hcl_u + contrast_all(ua, ub, users, cfg.cl_temperature)
-                hcl_i = hcl_i + contrast_all(ia, ib, pos_items, cfg.cl_temperature)
+                hcl_u = hcl_u + self._hcl(out, a, b, 0, users)
+                hcl_i = hcl_i + self._hcl(out, a, b, 1, pos_items)
         ddr = ddr_mm = zero
         first = cfg.ddr_from_layer
         if cfg.ddr_weight > 0:  # eq. 23 over the CGE layers
@@ -253,14 +262,23 @@ class MGNM(Recommender):
         return {"loss": total, "bpr": bpr, "hcl_u": hcl_u, "hcl_i": hcl_i, "ddr": ddr,
                 "ddr_mm": ddr_mm, "reg": reg}
 
-    def _ddr(self, layers: list[torch.Tensor]) -> torch.Tensor:
+    def _hcl(self, out: Forward, a: str, b: str, side: int, index: torch.Tensor) -> torch.Tensor:
+        """Eq. 16 for modality ``a`` against ``b`` on the users (side 0) or items (side 1)."""
+        anchor = out.hyper[a][side]
+        weights, basis = out.factors[b][side], out.factors[b][2]
+        tau = self.config.cl_temperature
+        if basis.shape[0] < basis.shape[1]:  # B < d: the cheaper, identical low-rank form
+            return contrast_all_lowrank(anchor, weights, basis, index, tau)
+        return contrast_all(anchor, out.hyper[b][side], index, tau)
+
+    @staticmethod
+    def _ddr(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """Eq. 23: the adaptive DDR of the user tables plus that of the item tables."""
-        halves = [x.split([self.n_users, self.n_items]) for x in layers]
-        return adaptive_ddr([u for u, _ in halves]) + adaptive_ddr([i for _, i in halves])
+        return adaptive_ddr([u for u, _ in layers]) + adaptive_ddr([i for _, i in layers])
 
     def embeddings(self):
         out = self.forward_all(training=False)
-        return out.final[: self.n_users], out.final[self.n_users:]
+        return out.users, out.items
 
 
 class LGMRec(MGNM):
