@@ -186,3 +186,19 @@ def test_lr_schedule_is_continuous_exponential(tiny):
     fit(cfg(epochs=4, lr_decay=0.5, lr_decay_epochs=2.0, learning_rate=0.1), tiny,
         callbacks=[Rec()])
     assert lrs == pytest.approx([0.1 * 0.5 ** (e / 2) for e in range(4)])
+
+
+def test_reruns_with_large_repeating_batches_are_bit_identical(tmp_path):
+    """A 2048-row batch repeats users; their gradients must not sum in thread order."""
+    from conftest import write_dataset
+
+    from mgnm.data import load_dataset
+
+    ds = load_dataset(write_dataset(tmp_path, n_users=600, n_items=300, seed=4))
+    c = cfg(model="bpr", epochs=2, batch_size=2048)
+    runs = [Trainer(c, ds) for _ in range(2)]
+    for t in runs:
+        t.run()
+    assert torch.are_deterministic_algorithms_enabled()
+    for k, v in runs[0].model.state_dict().items():
+        assert torch.equal(v, runs[1].model.state_dict()[k]), k

@@ -6,15 +6,29 @@ import difflib
 
 from mgnm.errors import ConfigError
 from mgnm.models.base import ModelConfig, Recommender
+from mgnm.models.bm3 import BM3
 from mgnm.models.bpr import BPR
+from mgnm.models.dualgnn import DualGNN
+from mgnm.models.freedom import FREEDOM
+from mgnm.models.lattice import LATTICE
 from mgnm.models.lightgcn import LightGCN
+from mgnm.models.mgcn import MGCN
 from mgnm.models.mgnm import MGNM, LGMRec
+from mgnm.models.mmgcn import MMGCN
+from mgnm.models.vbpr import VBPR
 
-MODELS: dict[str, type[Recommender]] = {
-    "mgnm": MGNM,
-    "lgmrec": LGMRec,
+MODELS: dict[str, type[Recommender]] = {  # Table I's order, then FREEDOM, LGMRec, MGNM
     "bpr": BPR,
     "lightgcn": LightGCN,
+    "vbpr": VBPR,
+    "mmgcn": MMGCN,
+    "dualgnn": DualGNN,
+    "lattice": LATTICE,
+    "bm3": BM3,
+    "mgcn": MGCN,
+    "freedom": FREEDOM,
+    "lgmrec": LGMRec,
+    "mgnm": MGNM,
 }
 
 

@@ -38,6 +38,9 @@ class TrainConfig(BaseModel):
     seed: int = Field(999, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     sparse_format: Literal["auto", "csr", "coo"] = "auto"
+    deterministic: bool = Field(True, description="torch's deterministic algorithms (bit-identical "
+                                                  "reruns and resumes; gathers with repeated "
+                                                  "indices otherwise sum in thread order)")
     modalities: tuple[str, ...] | None = Field(
         None, description="feature files to use, by name (default: every *_feat.npy)"
     )

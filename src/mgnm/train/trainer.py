@@ -149,6 +149,9 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks)
         self.device = resolve_device(self.tc.device)
+        # process-wide: without it, the backward of a gather with repeated indices (every
+        # batch repeats users) sums in thread order and reruns differ in the last bits
+        torch.use_deterministic_algorithms(self.tc.deterministic, warn_only=True)
         seed_everything(self.tc.seed)
         self.model = build_model(config, self.dataset, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tc.learning_rate)
