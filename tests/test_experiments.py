@@ -89,3 +89,12 @@ def test_run_all_records_failures_and_goes_on(tiny_dir, tmp_path):
     outcomes = run_all(bad + good)
     assert outcomes[0].error and "does not exist" in outcomes[0].error
     assert outcomes[1].result is not None
+
+
+def test_table1_starts_each_model_from_its_dataset_preset(tiny_dir, tmp_path):
+    _, specs = paper.table1(tiny_dir, tmp_path, [1], {"epochs": 3}, ["lattice", "bpr", "vbpr"],
+                            preset_suffix="tiktok")
+    by_model = {s.config["model"]: s.config for s in specs}
+    assert by_model["lattice"]["learning_rate"] == 5e-4 and by_model["lattice"]["reg_weight"] == 0
+    assert by_model["vbpr"]["reg_weight"] == 1e-4
+    assert all(c["epochs"] == 3 for c in by_model.values())

@@ -235,6 +235,8 @@ def _parse_seeds(spec: str) -> list[int]:
               "grid (selection on validation); default: one run with each model's defaults.")
 @click.option("--grid", "grid_items", multiple=True, metavar="KEY=[V1,V2]",
               help="grid: a key and its list of values; repeatable.")
+@click.option("--presets-for", "preset_suffix", metavar="DATASET",
+              help="table1: start each model from its preset <model>-DATASET where one exists.")
 @click.option("--config", "config_file", type=click.Path(), help="YAML file of flat config keys.")
 @click.option("--preset", help="A named preset (see `mgnm presets`).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config key for every run.")
@@ -242,8 +244,8 @@ def _parse_seeds(spec: str) -> list[int]:
 @click.option("--jobs", "-j", type=int, default=1, show_default=True,
               help="Runs at once (in subprocesses, CPU threads split between them).")
 @click.option("--plot", is_flag=True, help="Also write plots (needs matplotlib).")
-def experiment(name, data, seeds, models, model, reference_grids, grid_items, config_file,
-               preset, sets, out, jobs, plot) -> None:
+def experiment(name, data, seeds, models, model, reference_grids, grid_items, preset_suffix,
+               config_file, preset, sets, out, jobs, plot) -> None:
     """Run one of the paper's experiments (or any grid) and write its table.
 
     Finished runs are skipped and interrupted ones resumed when the command is run again.
@@ -263,7 +265,8 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, co
     out_dir = Path(out) if out else Path("experiments") / f"{name}-{Path(data).resolve().name}"
     if name == "table1":
         chosen = [m.strip() for m in models.split(",")] if models else list(paper.TABLE1_MODELS)
-        title, specs = paper.table1(data, out_dir, seed_list, base, chosen, reference_grids)
+        title, specs = paper.table1(data, out_dir, seed_list, base, chosen, reference_grids,
+                                    preset_suffix)
     elif name == "grid":
         grid = parse_set(grid_items)
         if not grid:

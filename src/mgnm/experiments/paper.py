@@ -14,6 +14,7 @@ from typing import Any
 from mgnm.data.dataset import load_dataset
 from mgnm.experiments.grid import RunSpec, expand_grid, plan_runs
 from mgnm.models import MODELS, get_model_class
+from mgnm.train.config import load_preset, preset_names
 
 #: Table I's columns (the paper's order), then the two models this project adds.
 TABLE1_MODELS = ("bpr", "lightgcn", "vbpr", "mmgcn", "dualgnn", "lattice", "bm3", "mgcn",
@@ -31,16 +32,22 @@ def _modalities(data: str | Path, base: dict[str, Any]) -> list[str]:
 
 
 def table1(data: str | Path, out: Path, seeds: Sequence[int], base: dict[str, Any],
-           models: Sequence[str] = TABLE1_MODELS, use_grid: bool = False
-           ) -> tuple[str, list[RunSpec]]:
+           models: Sequence[str] = TABLE1_MODELS, use_grid: bool = False,
+           preset_suffix: str | None = None) -> tuple[str, list[RunSpec]]:
     """Every model on one dataset; with ``use_grid`` each model's reference grid, the winner
-    chosen on validation."""
+    chosen on validation. With ``preset_suffix`` (e.g. ``tiktok``), each model starts from
+    its preset ``<model>-<suffix>`` where one exists; ``base`` still overrides it."""
     specs: list[RunSpec] = []
+    presets = set(preset_names())
     for name in models:
         cls = get_model_class(name)
         settings = expand_grid(cls.grid) if use_grid else [{}]
         model_base = {k: v for k, v in base.items()
                       if k in cls.Config.model_fields or k not in _all_model_keys()}
+        if preset_suffix and f"{name}-{preset_suffix}" in presets:
+            preset = {k: v for k, v in load_preset(f"{name}-{preset_suffix}").items()
+                      if k != "model"}
+            model_base = {**preset, **model_base}
         specs += plan_runs(name, {**model_base, "data": str(data)}, settings, seeds,
                            out / name, labels=None)
     return "Table I: all models", specs
