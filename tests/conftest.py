@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -65,6 +66,19 @@ def tiny(tiny_dir: Path):
     from mgnm.data import load_dataset
 
     return load_dataset(tiny_dir)
+
+
+def dense_norm_adj(users, items, n_users: int, n_items: int,
+                   dtype=None) -> torch.Tensor:
+    """``D^-1/2 A D^-1/2`` of the bipartite training graph as a dense matrix (test reference)."""
+    a = torch.zeros(n_users + n_items, n_users + n_items, dtype=dtype or torch.float32)
+    u = torch.as_tensor(users)
+    i = torch.as_tensor(items) + n_users
+    a[u, i] = 1
+    a[i, u] = 1
+    deg = a.sum(1)
+    d = torch.where(deg > 0, deg.clamp_min(1e-12).rsqrt(), torch.zeros_like(deg))
+    return d[:, None] * a * d[None, :]
 
 
 def shared_dataset(name: str) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import dense_norm_adj
 
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.bm3 import BM3, BM3Config
@@ -32,13 +33,7 @@ def make_model(**cfg) -> BM3:
 
 
 def dense_adjacency() -> torch.Tensor:
-    n = N_USERS + N_ITEMS
-    a = torch.zeros(n, n, dtype=torch.float64)
-    a[USERS, N_USERS + ITEMS] = 1
-    a[N_USERS + ITEMS, USERS] = 1
-    deg = a.sum(1)
-    d = torch.where(deg > 0, deg.clamp_min(1e-12).rsqrt(), torch.zeros_like(deg))
-    return d[:, None] * a * d[None, :]
+    return dense_norm_adj(USERS, ITEMS, N_USERS, N_ITEMS, dtype=torch.float64)
 
 
 def reference_tables(model: BM3, params: dict[str, torch.Tensor] | None = None):

@@ -20,8 +20,6 @@ from mgnm.models.freedom import (
     sample_without_replacement,
 )
 from mgnm.models.losses import bpr_loss
-from mgnm.train.config import resolve_config
-from mgnm.train.trainer import Callback, fit, resume
 
 
 def make_model(tiny, **kw) -> FREEDOM:
@@ -189,26 +187,3 @@ def test_loss_is_bpr_plus_feature_bpr_without_l2(tiny, lam):
 def test_feat_embed_dim_must_match_embedding_size():
     with pytest.raises(ValueError, match="feat_embed_dim"):
         FREEDOMConfig(feat_embed_dim=32)
-
-
-class _StopAfter(Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch(self, record) -> None:
-        if record.epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
-def test_interrupted_then_resumed_equals_uninterrupted(tiny, tmp_path):
-    """Per-epoch state is rebuilt in pre_epoch from the restored RNG."""
-    c = resolve_config({"model": "freedom", "epochs": 5, "batch_size": 64, "patience": 50,
-                        "learning_rate": 0.01, "device": "cpu"})
-    full = fit(c, tiny, run_dir=tmp_path / "full")
-    with pytest.raises(KeyboardInterrupt):
-        fit(c, tiny, run_dir=tmp_path / "cut", callbacks=[_StopAfter(2)])
-    resumed = resume(tmp_path / "cut", tiny)
-    assert resumed.test == full.test and resumed.best_epoch == full.best_epoch
-    wa = torch.load(tmp_path / "full" / "checkpoint.pt")["model"]
-    wb = torch.load(tmp_path / "cut" / "checkpoint.pt")["model"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -10,8 +10,6 @@ import torch
 from mgnm.data.graphs import coo_matmul, dense_knn, dense_symnorm, row_normalized_adjacency
 from mgnm.data.inputs import build_inputs
 from mgnm.models.lattice import LATTICE, LATTICEConfig
-from mgnm.train.config import resolve_config
-from mgnm.train.trainer import Callback, fit, resume
 
 
 def make_model(tiny, **kw) -> LATTICE:
@@ -174,26 +172,3 @@ def test_squared_regulariser_divided_by_configured_batch_size(tiny):
         eu, ei = model.embeddings()
     sq = eu[users].pow(2).sum() + ei[pos].pow(2).sum() + ei[neg].pow(2).sum()
     torch.testing.assert_close(out["reg"].detach(), 0.5 * 0.5 * sq / 100, rtol=1e-4, atol=1e-7)
-
-
-class _StopAfter(Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch(self, record) -> None:
-        if record.epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
-def test_interrupted_then_resumed_equals_uninterrupted(tiny, tmp_path):
-    """Per-epoch state is rebuilt in pre_epoch from the restored RNG."""
-    c = resolve_config({"model": "lattice", "epochs": 5, "batch_size": 64, "patience": 50,
-                        "learning_rate": 0.01, "device": "cpu"})
-    full = fit(c, tiny, run_dir=tmp_path / "full")
-    with pytest.raises(KeyboardInterrupt):
-        fit(c, tiny, run_dir=tmp_path / "cut", callbacks=[_StopAfter(2)])
-    resumed = resume(tmp_path / "cut", tiny)
-    assert resumed.test == full.test and resumed.best_epoch == full.best_epoch
-    wa = torch.load(tmp_path / "full" / "checkpoint.pt")["model"]
-    wb = torch.load(tmp_path / "cut" / "checkpoint.pt")["model"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from conftest import dense_norm_adj
 
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.losses import info_nce
@@ -38,13 +39,7 @@ def make_model(feats: dict[str, torch.Tensor], seed: int = 1, **cfg) -> MGCN:
 
 
 def dense_adjacency() -> torch.Tensor:
-    n = N_USERS + N_ITEMS
-    a = torch.zeros(n, n, dtype=torch.float64)
-    a[USERS, N_USERS + ITEMS] = 1
-    a[N_USERS + ITEMS, USERS] = 1
-    deg = a.sum(1)
-    d = torch.where(deg > 0, deg.clamp_min(1e-12).rsqrt(), torch.zeros_like(deg))
-    return d[:, None] * a * d[None, :]
+    return dense_norm_adj(USERS, ITEMS, N_USERS, N_ITEMS, dtype=torch.float64)
 
 
 def knn_reference(raw: torch.Tensor, k: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import dense_norm_adj
 
 from mgnm.data.inputs import build_inputs
 from mgnm.models.losses import contrast_all
@@ -27,14 +28,8 @@ def dense_r(ds) -> torch.Tensor:
     return r
 
 
-def dense_norm_adj(ds) -> torch.Tensor:
-    r = dense_r(ds)
-    a = torch.zeros(ds.n_users + ds.n_items, ds.n_users + ds.n_items)
-    a[: ds.n_users, ds.n_users:] = r
-    a[ds.n_users:, : ds.n_users] = r.T
-    deg = a.sum(1)
-    d = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
-    return d[:, None] * a * d[None, :]
+def dense_adj(ds) -> torch.Tensor:
+    return dense_norm_adj(ds.train.users, ds.train.items, ds.n_users, ds.n_items)
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +40,7 @@ def reference_forward(model: MGNM, ds) -> torch.Tensor:
     """MGNM-SPEC.md written densely and plainly: E* for evaluation (no noise, no dropout)."""
     cfg = model.config
     r = dense_r(ds)
-    adj = dense_norm_adj(ds)
+    adj = dense_adj(ds)
     e = torch.cat([model.user_emb, model.item_emb])
     layers = [e]
     for _ in range(cfg.n_ui_layers):
@@ -88,7 +83,7 @@ def test_forward_equals_dense_reference(tiny, cls):
 def test_model_uses_the_symmetric_normalised_adjacency(tiny):
     model = make_model(tiny)
     # propagation uses the user-item block of D^-1/2 A D^-1/2 (the rest of A is zero)
-    torch.testing.assert_close(model.r_sym.to_dense(), dense_norm_adj(tiny)[:60, 60:])
+    torch.testing.assert_close(model.r_sym.to_dense(), dense_adj(tiny)[:60, 60:])
 
 
 def test_user_modality_features_are_neighbour_means(tiny):

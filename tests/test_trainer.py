@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from mgnm.errors import CheckpointError
+from mgnm.models import MODELS
 from mgnm.train import io
 from mgnm.train.config import resolve_config
 from mgnm.train.trainer import Callback, Trainer, fit, resume
@@ -79,8 +80,10 @@ def strip_times(lines):
     return out
 
 
-@pytest.mark.parametrize("model", ["bpr", "lightgcn"])
+@pytest.mark.parametrize("model", list(MODELS))
 def test_interrupted_then_resumed_equals_uninterrupted(tiny, tmp_path, model):
+    """Per-epoch state (FREEDOM's pruned graph, DualGNN's neighbour sample, LATTICE's
+    learned graph) must come back from the checkpoint or be redrawn from the restored RNG."""
     c = cfg(model=model, epochs=7)
     full = fit(c, tiny, run_dir=tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
