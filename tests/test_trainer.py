@@ -205,3 +205,15 @@ def test_reruns_with_large_repeating_batches_are_bit_identical(tmp_path):
     assert torch.are_deterministic_algorithms_enabled()
     for k, v in runs[0].model.state_dict().items():
         assert torch.equal(v, runs[1].model.state_dict()[k]), k
+
+
+def test_keep_freed_memory_is_accepted_by_glibc():
+    import platform
+
+    import pytest
+
+    from mgnm.train.trainer import keep_freed_memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt thresholds exist only in glibc")
+    assert keep_freed_memory() is True

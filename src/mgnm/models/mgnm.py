@@ -34,7 +34,13 @@ from mgnm.data.graphs import bipartite_propagate
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
-from mgnm.models.losses import batch_norm_reg, bpr_loss, contrast_all, contrast_all_lowrank
+from mgnm.models.losses import (
+    batch_norm_reg,
+    bpr_loss,
+    contrast_all,
+    contrast_all_lowrank,
+    l2_normalize,
+)
 
 
 class MGNMConfig(ModelConfig):
@@ -209,11 +215,11 @@ class MGNM(Recommender):
             mge[m] = bipartite_propagate(users, items, self.r_sym, cfg.n_mm_layers)  # eqs. 6-7
         last = [mge[m][-1] for m in self.modalities]
         if cfg.local_norm == "each":  # eq. 8
-            loc_u = id_u + sum(F.normalize(u, dim=1) for u, _ in last)
-            loc_i = id_i + sum(F.normalize(i, dim=1) for _, i in last)
+            loc_u = id_u + sum(l2_normalize(u) for u, _ in last)
+            loc_i = id_i + sum(l2_normalize(i) for _, i in last)
         else:
-            loc_u = id_u + F.normalize(sum(u for u, _ in last), dim=1)
-            loc_i = id_i + F.normalize(sum(i for _, i in last), dim=1)
+            loc_u = id_u + l2_normalize(sum(u for u, _ in last))
+            loc_i = id_i + l2_normalize(sum(i for _, i in last))
 
         hyper: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         factors: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -231,8 +237,8 @@ class MGNM(Recommender):
                 hyper[m] = (z_u, z_i)
                 factors[m] = (a_u, a_i, lam)
         if cfg.alpha > 0:  # eqs. 15, 17
-            fin_u = loc_u + cfg.alpha * F.normalize(sum(z[0] for z in hyper.values()), dim=1)
-            fin_i = loc_i + cfg.alpha * F.normalize(sum(z[1] for z in hyper.values()), dim=1)
+            fin_u = loc_u + cfg.alpha * l2_normalize(sum(z[0] for z in hyper.values()))
+            fin_i = loc_i + cfg.alpha * l2_normalize(sum(z[1] for z in hyper.values()))
         else:
             fin_u, fin_i = loc_u, loc_i
         return Forward(fin_u, fin_i, cge, mge, hyper, factors)

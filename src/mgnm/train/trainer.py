@@ -123,6 +123,30 @@ def prepare_dataset(config: RunConfig, dataset: Dataset | None) -> Dataset:
     return dataset
 
 
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed blocks of up to 32 MB instead of unmapping them.
+
+    A training step on the CPU allocates and frees the same few-MB tensors hundreds of times;
+    with glibc's defaults each is a fresh mmap whose pages fault in again (measured on TikTok:
+    ~630k minor page faults in three MGNM epochs, ~150k with this, 5-8% of the epoch time).
+    Only the process-wide allocator thresholds change. A no-op (False) off glibc.
+    """
+    if platform.system() != "Linux":
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+                    and libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+                    and libc.mallopt(_M_TOP_PAD, 64 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
 def build_model(config: RunConfig, dataset: Dataset, device: torch.device) -> Recommender:
     cls = get_model_class(config.model)
     inputs = build_inputs(dataset, device, config.train.sparse_format)
@@ -149,6 +173,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks)
         self.device = resolve_device(self.tc.device)
+        keep_freed_memory()
         # process-wide: without it, the backward of a gather with repeated indices (every
         # batch repeats users) sums in thread order and reruns differ in the last bits
         torch.use_deterministic_algorithms(self.tc.deterministic, warn_only=True)
