@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mgnm.data.graphs import l2_normalize
+
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """``mean(-log sigmoid(s+ - s-))`` (numerically stable softplus form)."""
@@ -21,16 +23,6 @@ def batch_norm_reg(*tensors: torch.Tensor) -> torch.Tensor:
 def squared_reg(*tensors: torch.Tensor, denominator: float) -> torch.Tensor:
     """``1/2 sum_t ||t||^2 / denominator`` (LATTICE, MGCN: divided by the configured batch size)."""
     return 0.5 * sum(t.pow(2).sum() for t in tensors) / denominator
-
-
-def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Rows of ``x`` scaled to unit L2 norm (rows with norm < ``eps`` are divided by ``eps``).
-
-    The value of ``F.normalize(x, dim=1)`` to rounding, computed as a product with the (N, 1)
-    inverse norms: torch's version divides by the norms expanded to x's shape, whose
-    backward is two full-size divisions, the costlier part of MGNM's fusion on a CPU.
-    """
-    return x * x.norm(dim=1, keepdim=True).clamp_min(eps).reciprocal()
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: torch.Tensor | None = None,

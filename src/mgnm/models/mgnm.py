@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import bipartite_propagate
+from mgnm.data.graphs import bipartite_propagate, l2_normalize
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
@@ -39,7 +39,6 @@ from mgnm.models.losses import (
     bpr_loss,
     contrast_all,
     contrast_all_lowrank,
-    l2_normalize,
 )
 
 

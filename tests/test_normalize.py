@@ -2,7 +2,7 @@
 
 import torch
 
-from mgnm.models.losses import l2_normalize
+from mgnm.data.graphs import l2_normalize
 
 
 def test_l2_normalize_rows_have_unit_norm_and_match_the_definition():
