@@ -27,9 +27,12 @@ def test_l2_normalize_gradient_is_the_projection_off_the_row():
     assert torch.allclose(x.grad, expected, atol=1e-12)
 
 
-def test_l2_normalize_zero_row_stays_zero_with_finite_gradient():
-    x = torch.zeros(2, 3, requires_grad=True)
+def test_l2_normalize_zero_row_matches_torch_value_and_gradient():
+    # a zero row is divided by eps in both; the gradient is then (1/eps) * upstream
+    x = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+    up = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0]], dtype=torch.float64)
     y = l2_normalize(x)
-    y.sum().backward()
-    assert torch.equal(y, torch.zeros(2, 3))
+    y.backward(up)
+    assert torch.equal(y, torch.zeros(2, 3, dtype=torch.float64))
     assert torch.isfinite(x.grad).all()
+    assert torch.allclose(x.grad, up / 1e-12)

@@ -34,12 +34,7 @@ from mgnm.data.graphs import bipartite_propagate, l2_normalize
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
-from mgnm.models.losses import (
-    batch_norm_reg,
-    bpr_loss,
-    contrast_all,
-    contrast_all_lowrank,
-)
+from mgnm.models.losses import batch_norm_reg, bpr_loss, contrast_all, contrast_all_lowrank
 
 
 class MGNMConfig(ModelConfig):
