@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from mgnm.cli_prepare import features, prepare
 from mgnm.errors import MgnmError
 
 TOPK_SHOWN = ("recall", "ndcg")
@@ -312,6 +313,10 @@ def plot(run_dirs, output, metric) -> None:
     from mgnm.experiments.report import plot_curves
 
     click.echo(f"wrote {plot_curves([Path(d) for d in run_dirs], Path(output), metric)}")
+
+
+cli.add_command(prepare)  # mgnm prepare interactions|amazon
+cli.add_command(features)  # mgnm features text|image
 
 
 def main(argv: list[str] | None = None) -> int:
