@@ -1,0 +1,131 @@
+"""The README and the documents under docs/ are true to the repository.
+
+- every relative link (``[text](target)`` or ``[text](target#anchor)``) resolves to a file
+  in the repository, and the anchor to a heading of that file;
+- every Markdown document they name in the text (``MGNM-SPEC.md``, ``docs/model.md``) is a
+  file of the repository;
+- the README's Python API snippet runs, as written, on the bundled demo data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = sorted([ROOT / "README.md", *ROOT.glob("*.md"), *(ROOT / "docs").glob("*.md")])
+DOCS = sorted(set(DOCS))
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+NAMED_MD = re.compile(r"(?<![\w/.-])((?:\.\.?/)?[\w./-]*\w\.md)\b")
+FENCE = re.compile(r"^```")
+OUT_DIR = re.compile(r"--out[ =](\S+)")
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _repo_files() -> set[Path]:
+    """Every file under the repository root, outside hidden, virtual-env and cache folders."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in
+                       ("__pycache__", "build", "dist", "runs") and not d.endswith(".egg-info")]
+        out.update(Path(dirpath, f).resolve() for f in filenames)
+    return out
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    out, fenced = set(), False
+    for line in _text(path).splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            out.add(slug(line.lstrip("#")))
+    return out
+
+
+def test_slug_follows_github() -> None:
+    assert slug("Early stopping and the reported result") == "early-stopping-and-the-reported-result"
+    assert slug("LGMRec is a special case") == "lgmrec-is-a-special-case"
+    assert slug("BPR-MF (`bpr`)") == "bpr-mf-bpr"
+    assert slug("1. The MGNM paper") == "1-the-mgnm-paper"
+
+
+def test_the_documents_exist() -> None:
+    for name in ("model.md", "protocol.md", "baselines.md", "reference-figures.md",
+                 "datasets.md"):
+        assert (ROOT / "docs" / name).is_file(), name
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(doc: Path) -> None:
+    files = _repo_files()
+    bad = []
+    for target in LINK.findall(_text(doc)):
+        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (doc.parent / path).resolve() if path else doc.resolve()
+        if dest not in files:
+            bad.append(f"{target}: no such file in the repository")
+        elif anchor and anchor not in anchors(dest):
+            bad.append(f"{target}: {dest.name} has no heading with anchor #{anchor}")
+    assert not bad, f"{doc.relative_to(ROOT)}: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_named_documents_are_in_the_repository(doc: Path) -> None:
+    """A document named in the text (not only in a link) must be a file of the repository."""
+    files = _repo_files()
+    names = {f.name for f in files}
+    text = _text(doc)
+    outputs = tuple(d.rstrip("/") + "/" for d in OUT_DIR.findall(text))
+    bad = []
+    for name in set(NAMED_MD.findall(text)):
+        if name.startswith(outputs):
+            continue  # a file that a command shown in the document writes (--out DIR)
+        candidates = [(doc.parent / name).resolve(), (ROOT / name).resolve()]
+        if any(c in files for c in candidates):
+            continue
+        if "/" not in name and name in names:
+            continue  # a bare file name that the repository holds (e.g. each dataset's README.md)
+        bad.append(name)
+    assert not bad, f"{doc.relative_to(ROOT)} names documents outside the repository: {bad}"
+
+
+def readme_python_snippet() -> str:
+    """The fenced ``python`` block of the README's "Python API" section."""
+    text = _text(ROOT / "README.md")
+    section = text.split("\n## Python API", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "the README's Python API section has no ```python block"
+    return match.group(1)
+
+
+def test_readme_python_snippet_runs_on_the_demo(tmp_path: Path) -> None:
+    code = readme_python_snippet()
+    assert "path/to" not in code, "the snippet must run as written (on the bundled demo)"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    printed = proc.stdout.split()
+    recall, best_epoch = float(printed[0]), int(printed[1])
+    assert 0.0 <= recall <= 1.0 and best_epoch >= 1
+    # the run the snippet trained is where it says, and the snippet's last line read it back
+    assert any(tmp_path.rglob("result.json")) and any(tmp_path.rglob("best.pt"))
