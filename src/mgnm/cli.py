@@ -249,10 +249,11 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
                config_file, preset, sets, out, jobs, plot) -> None:
     """Run one of the paper's experiments (or any grid) and write its table.
 
-    Finished runs are skipped and interrupted ones resumed when the command is run again.
+    Every run is keyed by its whole resolved config: run again with the same config, finished
+    runs are reused and interrupted ones resumed; a changed --set/--config/--preset makes new
+    runs. Exits with status 2 when a run failed or none finished.
     """
-    from mgnm.experiments import paper, report
-    from mgnm.experiments.grid import RunOutcome, aggregate, run_all
+    from mgnm.experiments import sweep
     from mgnm.train.config import load_config_file, load_preset, parse_set
 
     base: dict = {}
@@ -262,52 +263,22 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
         base.update(load_config_file(config_file))
     base.update(parse_set(sets))
     base.pop("model", None)
-    seed_list = _parse_seeds(seeds)
     out_dir = Path(out) if out else Path("experiments") / f"{name}-{Path(data).resolve().name}"
-    if name == "table1":
-        chosen = [m.strip() for m in models.split(",")] if models else list(paper.TABLE1_MODELS)
-        title, specs = paper.table1(data, out_dir, seed_list, base, chosen, reference_grids,
-                                    preset_suffix)
-    elif name == "grid":
-        grid = parse_set(grid_items)
-        if not grid:
-            raise click.UsageError("grid: give at least one --grid KEY=[V1,V2]")
-        title, specs = paper.custom_grid(model, data, out_dir, seed_list, base, grid)
-    else:
-        title, specs = paper.EXPERIMENTS[name](data, out_dir, seed_list, base)
-    click.echo(f"{title}: {len(specs)} runs in {out_dir}", err=True)
-
-    def done(o: RunOutcome) -> None:
-        if o.error:
-            click.echo(f"  failed {o.spec.run_dir}: {o.error}", err=True)
-        else:
-            click.echo(f"  done   {o.spec.run_dir}: test recall@20 "
-                       f"{o.result['test']['recall@20']:.4f}", err=True)
-
-    outcomes = run_all(specs, jobs=jobs, on_done=done)
-    if name == "table1":
-        rows = report.best_per_model(outcomes, "recall@20")
-        text = report.write_summary(out_dir, title, rows, outcomes, transpose=True)
-    elif name == "grid":
-        rows = aggregate(outcomes)
-        best = max(rows, key=lambda r: r.valid["recall@20"][0]) if rows else None
-        text = report.write_summary(out_dir, title, rows, outcomes)
-        if best:
-            text += f"\nselected on validation: {best.label}\n"
-    else:
-        rows = aggregate(outcomes)
-        text = report.write_summary(out_dir, title, rows, outcomes)
-    click.echo(text)
-    if plot:
-        report.plot_curves([o.spec.run_dir for o in outcomes if o.result], out_dir / "curves.png")
-        if name == "sensitivity":
-            report.plot_sensitivity(rows, out_dir / "sensitivity.png")
+    result = sweep.run_experiment(
+        name, data, out_dir, _parse_seeds(seeds), base, jobs=jobs, plot=plot,
+        models=[m.strip() for m in models.split(",")] if models else None, model=model,
+        reference_grids=reference_grids, grid=parse_set(grid_items),
+        preset_suffix=preset_suffix)
+    click.echo(result.text)
+    click.echo(result.counts_line(), err=True)
+    result.check()
 
 
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
-@click.option("--output", "-o", type=click.Path(), default="curves.png", show_default=True)
-@click.option("--metric", default="recall@20", show_default=True)
+@click.option("--output", "-o", type=click.Path(), default="curves.png", show_default=True,
+              help="Image file (its suffix names the format); missing directories are created.")
+@click.option("--metric", help="Validation metric to plot (default: the run's valid_metric).")
 def plot(run_dirs, output, metric) -> None:
     """Plot validation metric and training loss per epoch of one or more runs."""
     from mgnm.experiments.report import plot_curves

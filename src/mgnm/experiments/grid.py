@@ -1,18 +1,25 @@
 """Grids and seeds: many runs, each resumable, selected on validation only.
 
-A grid is a list of runs. Each run has a stable name derived from its settings and lives in
-``<out>/<name>/``; running an experiment again skips finished runs and resumes interrupted
-ones, so a sweep that is killed loses at most the epoch in progress. The winner of a grid
-is the setting with the best **validation** metric, averaged over seeds (PROTOCOL.md,
-"Model selection"); its test metrics are reported, never used to choose.
+A grid is a list of runs. Each run is keyed by its whole resolved configuration (data
+directory as an absolute path, model, every training and model key, seed): it lives in
+``<out>/<name>-<hash>/seed<N>/``, where ``name`` is readable and ``hash`` is a digest of the
+resolved config without the seed. Running an experiment again with the same config skips
+finished runs and resumes interrupted ones, so a sweep that is killed loses at most the
+epoch in progress; any changed key (``--set``, ``--config``, ``--preset``, a changed default)
+is a new directory, never a stale result. The winner of a grid is the setting with the best
+**validation** ``valid_metric``, averaged over seeds (PROTOCOL.md, "Model selection"); its
+test metrics are reported, never used to choose.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +33,28 @@ from mgnm.train import io
 from mgnm.train.config import RunConfig, resolve_config
 from mgnm.train.trainer import Callback, Trainer
 
+#: Keys that say how a run is executed, not what it computes; they are not part of its key.
+EXECUTION_KEYS = frozenset({"threads", "keep_checkpoint"})
+
+
+class ExperimentError(MgnmError):
+    """An experiment cannot run or did not finish (failed runs, unwritable directory)."""
+
+
+def run_identity(flat: dict[str, Any]) -> dict[str, Any]:
+    """The resolved flat config that keys a run: every key with its default filled in, the
+    data directory absolute, the execution-only keys (:data:`EXECUTION_KEYS`) left out."""
+    ident = resolve_config(flat).flat()
+    if ident.get("data") is not None:
+        ident["data"] = str(Path(ident["data"]).resolve())
+    return {k: v for k, v in ident.items() if k not in EXECUTION_KEYS}
+
+
+def config_digest(identity: dict[str, Any]) -> str:
+    """A short, stable digest of a resolved config (sorted JSON, SHA-256, 10 hex digits)."""
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -35,6 +64,7 @@ class RunSpec:
     config: dict[str, Any]  # flat keys, including model, data and seed
     run_dir: Path
     label: str = ""  # the row label in tables (defaults to name)
+    valid_metric: str = "recall@20"  # the resolved config's selection metric
 
     @property
     def seed(self) -> int:
@@ -46,6 +76,7 @@ class RunOutcome:
     spec: RunSpec
     result: dict[str, Any] | None
     error: str | None = None
+    reused: bool = False  # finished before with the same config; nothing was trained
 
 
 @dataclass
@@ -59,6 +90,7 @@ class Selection:
     test: dict[str, tuple[float, float]]
     seeds: list[int]
     seconds_per_epoch: float
+    metric: str = "recall@20"  # the validation metric this setting is selected on
     candidates: int = 1
     per_seed: list[dict[str, Any]] = field(default_factory=list)
 
@@ -96,20 +128,51 @@ def plan_runs(
     out: Path,
     labels: Sequence[str] | None = None,
 ) -> list[RunSpec]:
-    """Run specs for every setting x seed; every config is validated before anything runs."""
+    """Run specs for every setting x seed; every config is validated before anything runs.
+
+    A setting's directory is ``<out>/<name>-<digest>`` with the digest of its resolved config
+    (without the seed), so a changed key never lands in an old run's directory."""
     specs = []
+    out = Path(out).absolute()
     for k, s in enumerate(settings):
         name = setting_name(model, s)
         for seed in seeds:
             flat = {**base, **s, "model": model, "seed": int(seed)}
-            resolve_config(flat)  # fail early, naming the key, before hours of training
-            specs.append(RunSpec(name, flat, out / name / f"seed{seed}",
-                                 labels[k] if labels else name))
+            if flat.get("data") is not None:
+                flat["data"] = str(Path(flat["data"]).resolve())
+            # fail early, naming the key, before hours of training
+            ident = run_identity(flat)
+            digest = config_digest({k2: v for k2, v in ident.items() if k2 != "seed"})
+            specs.append(RunSpec(name, flat, out / f"{name}-{digest}" / f"seed{seed}",
+                                 labels[k] if labels else name, ident["valid_metric"]))
     return specs
 
 
-def _finished(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "result.json"
+def check_run_dir(spec: RunSpec) -> None:
+    """Refuse a run directory whose ``config.yaml`` is of another config than ``spec``'s."""
+    path = spec.run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    try:
+        import yaml
+
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        theirs = run_identity(saved)
+    except (OSError, ValueError, TypeError, AttributeError, MgnmError) as exc:
+        raise ExperimentError(f"{path}: unreadable run config ({str(exc).splitlines()[0]}); "
+                              f"move {spec.run_dir} away to rerun it") from None
+    ours = run_identity(spec.config)
+    diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if diff:
+        k = diff[0]
+        raise ExperimentError(f"{spec.run_dir} holds a run of another config (key {k!r}: "
+                              f"{theirs.get(k)!r} there, {ours.get(k)!r} here); move it away")
+
+
+def finished_result(spec: RunSpec) -> dict[str, Any] | None:
+    """The result of the run in ``spec.run_dir`` when it finished with ``spec``'s config."""
+    check_run_dir(spec)
+    path = spec.run_dir / "result.json"
     if path.is_file():
         try:
             return io.read_json(path)
@@ -120,7 +183,7 @@ def _finished(run_dir: Path) -> dict[str, Any] | None:
 
 def run_one(spec: RunSpec, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Run (or resume, or skip when finished) one spec in this process."""
-    done = _finished(spec.run_dir)
+    done = finished_result(spec)
     if done is not None:
         return done
     cfg: RunConfig = resolve_config(spec.config)
@@ -130,7 +193,7 @@ def run_one(spec: RunSpec, callbacks: Sequence[Callback] = ()) -> dict[str, Any]
 
 
 def _run_subprocess(spec: RunSpec, threads: int) -> dict[str, Any]:
-    done = _finished(spec.run_dir)
+    done = finished_result(spec)
     if done is not None:
         return done
     spec.run_dir.mkdir(parents=True, exist_ok=True)
@@ -156,29 +219,58 @@ def run_all(
     jobs: int = 1,
     on_done: Callable[[RunOutcome], None] | None = None,
     callbacks: Sequence[Callback] = (),
+    backend: str = "local",
+    ray_options: dict[str, Any] | None = None,
+    on_running: Callable[[int], None] | None = None,
 ) -> list[RunOutcome]:
-    """Run every spec; ``jobs > 1`` runs that many at once in subprocesses, splitting the
-    CPU threads between them. A failing run is recorded, the others go on."""
-    outcomes: list[RunOutcome] = []
+    """Run every spec; a failing run is recorded, the others go on.
+
+    ``backend="local"``: ``jobs > 1`` runs that many at once in subprocesses, splitting the
+    CPU threads between them. ``backend="ray"``: every run is a Ray task
+    (:func:`mgnm.experiments.ray_backend.run_all_ray`, ``ray_options`` its keywords).
+    ``on_running`` is told how many runs are in progress whenever that changes."""
+    if backend == "ray":
+        from mgnm.experiments.ray_backend import run_all_ray
+
+        return run_all_ray(specs, on_done=on_done, callbacks=callbacks,
+                           on_running=on_running, **(ray_options or {}))
+    if backend != "local":
+        raise ConfigError(f"unknown backend {backend!r}; backends: local, ray")
+    lock = threading.Lock()
+    running = [0]
 
     def finish(spec: RunSpec, fn: Callable[[], dict[str, Any]]) -> RunOutcome:
-        try:
-            out = RunOutcome(spec, fn())
-        except MgnmError as exc:
-            out = RunOutcome(spec, None, str(exc))
-        if on_done:
-            on_done(out)
+        with lock:
+            running[0] += 1
+            if on_running:
+                on_running(running[0])
+        out = attempt(spec, fn)
+        with lock:
+            running[0] -= 1
+            if on_running:
+                on_running(running[0])
+            if on_done:
+                on_done(out)
         return out
 
     if jobs <= 1:
-        for spec in specs:
-            outcomes.append(finish(spec, lambda s=spec: run_one(s, callbacks)))
-        return outcomes
+        return [finish(spec, lambda s=spec: run_one(s, callbacks)) for spec in specs]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(finish, s, lambda s=s: _run_subprocess(s, threads)) for s in specs]
-        outcomes = [f.result() for f in futures]
-    return outcomes
+        return [f.result() for f in futures]
+
+
+def attempt(spec: RunSpec, fn: Callable[[], dict[str, Any]]) -> RunOutcome:
+    """Run ``fn`` for ``spec``; an input or OS error becomes the outcome's one-line reason."""
+    try:
+        reused = finished_result(spec) is not None
+        return RunOutcome(spec, fn(), reused=reused)
+    except MgnmError as exc:
+        return RunOutcome(spec, None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except OSError as exc:
+        where = exc.filename or spec.run_dir
+        return RunOutcome(spec, None, f"{where}: {exc.strerror or exc}")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -186,34 +278,41 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
-def aggregate(outcomes: Sequence[RunOutcome], metric: str = "recall@20") -> list[Selection]:
-    """Group finished runs by setting and average their metrics over seeds."""
+def aggregate(outcomes: Sequence[RunOutcome]) -> list[Selection]:
+    """Group finished runs by setting and average their metrics over seeds; each row is
+    selected on its runs' ``valid_metric``."""
     groups: dict[str, list[RunOutcome]] = {}
     for o in outcomes:
         if o.result is not None:
-            groups.setdefault(o.spec.name, []).append(o)
+            groups.setdefault(o.spec.run_dir.parent.name if o.spec.run_dir else o.spec.name,
+                          []).append(o)
     rows = []
-    for name, group in groups.items():
+    for group in groups.values():
         res = [o.result for o in group]
         keys = res[0]["test"].keys()
         base_model = group[0].spec.config["model"]
         settings = {k: v for k, v in group[0].spec.config.items()
                     if k not in ("model", "data", "seed")}
         rows.append(Selection(
-            name=name, label=group[0].spec.label, settings={"model": base_model, **settings},
+            name=group[0].spec.name, label=group[0].spec.label, settings={"model": base_model, **settings},
             valid={k: _mean_std([r["valid"][k] for r in res]) for k in res[0]["valid"]},
             test={k: _mean_std([r["test"][k] for r in res]) for k in keys},
             seeds=[o.spec.seed for o in group],
             seconds_per_epoch=float(np.mean([r["train_seconds_per_epoch"] for r in res])),
-            per_seed=res,
+            metric=group[0].spec.valid_metric, per_seed=res,
         ))
     return rows
 
 
-def select_best(rows: Sequence[Selection], metric: str = "recall@20") -> Selection:
-    """The setting with the best mean **validation** metric (ties: the first)."""
+def select_best(rows: Sequence[Selection]) -> Selection:
+    """The setting with the best mean **validation** metric (ties: the first); every row
+    must be selected on the same ``valid_metric``."""
     if not rows:
-        raise MgnmError("no finished run to select from")
-    best = max(rows, key=lambda r: r.valid[metric][0])
+        raise ExperimentError("no finished run to select from")
+    metrics = sorted({r.metric for r in rows})
+    if len(metrics) > 1:
+        raise ExperimentError(f"cannot compare settings selected on different validation "
+                              f"metrics ({', '.join(metrics)}); give one valid_metric")
+    best = max(rows, key=lambda r: r.valid[r.metric][0])
     best.candidates = len(rows)
     return best

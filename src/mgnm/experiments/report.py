@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import csv
 import io as _io
+import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from mgnm.errors import CheckpointError, ConfigError, MgnmError
 from mgnm.experiments.grid import RunOutcome, Selection, aggregate, select_best
 from mgnm.train import io
 
-DEFAULT_METRICS = tuple(f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20, 50))
+#: The metric families a table shows, at every cut-off the runs' ``topk`` has.
+TABLE_FAMILIES = ("recall", "ndcg")
 
 
 def fmt(mean_std: tuple[float, float], n: int) -> str:
@@ -20,61 +26,92 @@ def fmt(mean_std: tuple[float, float], n: int) -> str:
     return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
 
 
-def best_per_model(outcomes: Sequence[RunOutcome], metric: str) -> list[Selection]:
+def best_per_model(outcomes: Sequence[RunOutcome]) -> list[Selection]:
     """One row per model: its grid point with the best mean validation metric."""
     by_model: dict[str, list[RunOutcome]] = {}
     for o in outcomes:
         by_model.setdefault(o.spec.config["model"], []).append(o)
     rows = []
     for model, group in by_model.items():
-        candidates = aggregate(group, metric)
+        candidates = aggregate(group)
         if candidates:
-            best = select_best(candidates, metric)
+            best = select_best(candidates)
             best.label = model
             rows.append(best)
     return rows
 
 
-def available(rows: Sequence[Selection], metrics: Sequence[str]) -> list[str]:
-    """The requested metrics that every row has (runs may use other cut-offs)."""
+def table_metrics(rows: Sequence[Selection]) -> list[str]:
+    """The metrics every row has, family by family (recall, ndcg), by cut-off: whatever
+    ``topk`` the runs used."""
+    if not rows:
+        return []
+    common = set.intersection(*(set(r.test) for r in rows))
+    out = []
+    for fam in TABLE_FAMILIES:
+        ks = sorted(int(m.split("@")[1]) for m in common if m.split("@")[0] == fam)
+        out += [f"{fam}@{k}" for k in ks]
+    return out
+
+
+def _shown(rows: Sequence[Selection], metrics: Sequence[str] | None) -> list[str]:
+    """``metrics`` (default: :func:`table_metrics`) that every row has."""
+    if metrics is None:
+        return table_metrics(rows)
     return [m for m in metrics if all(m in r.test for r in rows)]
 
 
-def markdown(rows: Sequence[Selection], metrics: Sequence[str] = DEFAULT_METRICS,
+def _selection_header(rows: Sequence[Selection]) -> str:
+    metrics = sorted({r.metric for r in rows})
+    return f"valid {metrics[0]}" if len(metrics) == 1 else "valid (selection metric)"
+
+
+def _selection_cell(r: Selection, uniform: bool) -> str:
+    cell = fmt(r.valid[r.metric], len(r.seeds))
+    return cell if uniform else f"{cell} ({r.metric})"
+
+
+def markdown(rows: Sequence[Selection], metrics: Sequence[str] | None = None,
              transpose: bool = False, split: str = "test") -> str:
-    """Rows = settings, columns = metrics (``transpose``: rows = metrics, as Table I)."""
+    """Rows = settings, columns = metrics (``transpose``: rows = metrics, as Table I); one
+    more column (row) gives the validation metric each setting was selected on."""
     if not rows:
         return "(no finished runs)\n"
-    metrics = available(rows, metrics)
+    metrics = _shown(rows, metrics)
+    uniform = len({r.metric for r in rows}) == 1
+    sel_head = _selection_header(rows)
     if transpose:
         head = "| metric | " + " | ".join(r.label for r in rows) + " |"
         sep = "|---" * (len(rows) + 1) + "|"
         body = [f"| {m} | " + " | ".join(fmt(getattr(r, split)[m], len(r.seeds)) for r in rows)
                 + " |" for m in metrics]
-        extra = ["| s/epoch | " + " | ".join(f"{r.seconds_per_epoch:.2f}" for r in rows) + " |"]
+        extra = [f"| {sel_head} | " + " | ".join(_selection_cell(r, uniform) for r in rows)
+                 + " |",
+                 "| s/epoch | " + " | ".join(f"{r.seconds_per_epoch:.2f}" for r in rows) + " |"]
         return "\n".join([head, sep, *body, *extra]) + "\n"
-    head = "| setting | " + " | ".join(metrics) + " | valid recall@20 | s/epoch | seeds |"
+    head = "| setting | " + " | ".join(metrics) + f" | {sel_head} | s/epoch | seeds |"
     sep = "|---" * (len(metrics) + 4) + "|"
     body = []
     for r in rows:
         cells = [fmt(getattr(r, split)[m], len(r.seeds)) for m in metrics]
         body.append(f"| {r.label} | " + " | ".join(cells)
-                    + f" | {fmt(r.valid['recall@20'], len(r.seeds))} | {r.seconds_per_epoch:.2f}"
+                    + f" | {_selection_cell(r, uniform)} | {r.seconds_per_epoch:.2f}"
                     + f" | {len(r.seeds)} |")
     return "\n".join([head, sep, *body]) + "\n"
 
 
 def write_summary(out: Path, title: str, rows: Sequence[Selection],
                   outcomes: Sequence[RunOutcome], transpose: bool = False,
-                  metrics: Sequence[str] = DEFAULT_METRICS) -> str:
+                  metrics: Sequence[str] | None = None) -> str:
     """``summary.md``, ``summary.csv`` and ``summary.json`` in ``out``; returns the Markdown."""
     failed = [o for o in outcomes if o.error]
+    chosen_on = " ".join(["validation", *sorted({r.metric for r in rows})])
     text = f"# {title}\n\nTest metrics (mean ± std over seeds) of the setting selected on " \
-           f"validation Recall@20.\n\n" + markdown(rows, metrics, transpose)
+           f"{chosen_on}.\n\n" + markdown(rows, metrics, transpose)
     if failed:
         text += "\nFailed runs:\n" + "".join(f"- {o.spec.run_dir}: {o.error}\n" for o in failed)
     io.atomic_write_text(out / "summary.md", text)
-    metrics = available(rows, metrics)
+    metrics = _shown(rows, metrics)
     buf = _io.StringIO()
     w = csv.writer(buf)
     w.writerow(["setting", "seeds", "seconds_per_epoch"]
@@ -85,8 +122,10 @@ def write_summary(out: Path, title: str, rows: Sequence[Selection],
                    + [f"{x:.6f}" for m in metrics for x in r.test[m]]
                    + [f"{x:.6f}" for m in metrics for x in r.valid[m]])
     io.atomic_write_text(out / "summary.csv", buf.getvalue())
-    io.write_json(out / "summary.json", {"title": title, "rows": [_row_json(r) for r in rows],
-                                         "failed": [str(o.spec.run_dir) for o in failed]})
+    io.write_json(out / "summary.json", {
+        "title": title, "rows": [_row_json(r) for r in rows],
+        "failed": [{"run_dir": str(o.spec.run_dir), "error": o.error} for o in failed],
+        "reused": sum(o.reused for o in outcomes), "runs": len(outcomes)})
     return text
 
 
@@ -96,47 +135,100 @@ def _row_json(r: Selection) -> dict[str, Any]:
     return d
 
 
-def plot_curves(run_dirs: Sequence[Path], out: Path, metric: str = "recall@20") -> Path:
-    """Validation ``metric`` and training loss per epoch of one or more runs, as a PNG."""
+def _pyplot() -> Any:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        from mgnm.errors import MgnmError
-
         raise MgnmError("plotting needs matplotlib: pip install 'mgnm[plot]'") from exc
-    import json
+    return plt
 
+
+def read_log(run_dir: Path) -> list[dict[str, Any]]:
+    """The epoch records of a run's ``log.jsonl``. A last line cut off by a kill is skipped
+    with a warning; any other malformed line is an error naming the file and line."""
+    log = Path(run_dir) / "log.jsonl"
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CheckpointError(f"{log}: missing (is {run_dir} a run directory?)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{log}: cannot read ({getattr(exc, 'strerror', None) or exc})") \
+            from None
+    numbered = [(i, x) for i, x in enumerate(lines, 1) if x.strip()]
+    recs = []
+    for pos, (i, line) in enumerate(numbered):
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not isinstance(rec.get("valid"), dict):
+                raise ValueError("not an epoch record")
+        except ValueError as exc:
+            if pos == len(numbered) - 1 and isinstance(exc, json.JSONDecodeError):
+                warnings.warn(f"{log}, line {i}: cut off (the run was interrupted?); skipped",
+                              stacklevel=2)
+                continue
+            raise CheckpointError(f"{log}, line {i}: not an epoch record ({exc})") from None
+        recs.append(rec)
+    return recs
+
+
+def _run_metric(run_dir: Path) -> str:
+    """The ``valid_metric`` in a run's ``config.yaml`` (recall@20 when unreadable)."""
+    try:
+        cfg = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        return str(cfg["valid_metric"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return "recall@20"
+
+
+def save_figure(fig: Any, out: Path) -> Path:
+    """Write a figure, creating missing directories; OS errors name the path."""
+    import matplotlib.pyplot as plt
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+    except OSError as exc:
+        blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a directory" if blocker else (exc.strerror or exc)
+        raise MgnmError(f"{exc.filename or out}: cannot write the plot ({why})") from None
+    except ValueError as exc:  # an image format matplotlib does not know
+        raise ConfigError(f"{out}: {str(exc).splitlines()[0]}") from None
+    finally:
+        plt.close(fig)
+    return out
+
+
+def plot_curves(run_dirs: Sequence[Path], out: Path, metric: str | None = None) -> Path:
+    """Validation ``metric`` (default: the first run's ``valid_metric``) and training loss
+    per epoch of one or more runs, as an image (the suffix of ``out`` names its format)."""
+    metric = metric or _run_metric(run_dirs[0])
+    logs = [(Path(d), read_log(Path(d))) for d in run_dirs]
+    for d, recs in logs:
+        have = sorted({k for r in recs for k in r["valid"]})
+        if recs and metric not in have:
+            raise ConfigError(f"metric {metric!r} is not in {d / 'log.jsonl'}; available: "
+                              f"{', '.join(have)}")
+    plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for d in run_dirs:
-        log = Path(d) / "log.jsonl"
-        if not log.is_file():
-            from mgnm.errors import CheckpointError
-
-            raise CheckpointError(f"{log}: missing (is {d} a run directory?)")
-        recs = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+    for d, recs in logs:
         epochs = [r["epoch"] for r in recs]
-        ax1.plot(epochs, [r["valid"][metric] for r in recs], label=Path(d).name)
-        ax2.plot(epochs, [r["losses"]["loss"] for r in recs], label=Path(d).name)
+        ax1.plot(epochs, [r["valid"][metric] for r in recs], label=d.name)
+        ax2.plot(epochs, [r["losses"]["loss"] for r in recs], label=d.name)
     ax1.set(xlabel="epoch", ylabel=f"validation {metric}")
     ax2.set(xlabel="epoch", ylabel="training loss", yscale="log")
     ax1.legend(fontsize=7)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
-def plot_sensitivity(rows: Sequence[Selection], out: Path, metric: str = "recall@20") -> Path:
-    """Test ``metric`` against beta and against delta (Tables IV-VI as a figure)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_sensitivity(rows: Sequence[Selection], out: Path, metric: str | None = None) -> Path:
+    """Test ``metric`` (default: the rows' selection metric) against beta and against delta
+    (Tables IV-VI as a figure)."""
+    plt = _pyplot()
+    metric = metric or (rows[0].metric if rows else "recall@20")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, key, other in ((axes[0], "ddr_weight", "beta"), (axes[1], "ddr_mm_weight", "delta")):
         pts = sorted({r.settings[key]: r for r in rows if r.label.startswith(other)}.items())
@@ -147,7 +239,4 @@ def plot_sensitivity(rows: Sequence[Selection], out: Path, metric: str = "recall
             ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3)
             ax.set(xscale="log", xlabel=other, ylabel=f"test {metric}")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -1,0 +1,150 @@
+"""`mgnm experiment` and `mgnm plot` as a user meets them: the installed command in a
+subprocess (exit status, one-line messages, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mgnm.train.config import resolve_config
+from mgnm.train.trainer import fit
+
+FAST = ["--set", "batch_size=64", "--set", "device=cpu"]
+
+
+def run_mgnm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "mgnm.cli", *map(str, args)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_changed_config_is_a_new_run_and_the_same_config_is_reused(tiny_dir, tmp_path):
+    out = tmp_path / "exp"
+    first = run_mgnm("experiment", "table1", "--models", "bpr", "-d", tiny_dir, "--out", out,
+                     "--set", "epochs=1", *FAST)
+    assert first.returncode == 0, first.stderr
+    second = run_mgnm("experiment", "table1", "--models", "bpr", "-d", tiny_dir, "--out", out,
+                      "--set", "epochs=4", "--set", "learning_rate=0.01", *FAST)
+    assert second.returncode == 0, second.stderr
+    assert "1 run: 1 trained, 0 reused" in second.stderr
+    # the second table holds the second config's result, computed here independently
+    ref = fit(resolve_config({"model": "bpr", "data": str(tiny_dir), "epochs": 4,
+                              "learning_rate": 0.01, "batch_size": 64, "device": "cpu"}))
+    row = summary(out)["rows"][0]
+    assert row["test"]["recall@20"][0] == pytest.approx(ref.test["recall@20"], abs=1e-12)
+    assert row["settings"]["epochs"] == 4
+    assert f"| recall@20 | {ref.test['recall@20']:.4f} |" in second.stdout
+    runs = sorted(p.name for p in (out / "bpr").iterdir())
+    assert len(runs) == 2 and all(r.startswith("bpr-") for r in runs)
+    # the first config again: nothing is trained, its old run is reused
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("bpr/*/seed999/result.json")}
+    third = run_mgnm("experiment", "table1", "--models", "bpr", "-d", tiny_dir, "--out", out,
+                     "--set", "epochs=1", *FAST)
+    assert third.returncode == 0 and "1 run: 0 trained, 1 reused" in third.stderr
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert summary(out)["rows"][0]["settings"]["epochs"] == 1
+
+
+def test_selection_and_tables_follow_valid_metric_and_topk(tiny_dir, tmp_path):
+    out = tmp_path / "grid"
+    proc = run_mgnm("experiment", "grid", "-m", "lightgcn", "-d", tiny_dir, "--out", out,
+                    "--grid", "learning_rate=[0.05,0.0001]", "--set", "epochs=3",
+                    "--set", "topk=[5,10]", "--set", "valid_metric=ndcg@10", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    head = next(x for x in proc.stdout.splitlines() if x.startswith("| setting"))
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    assert cols[1:6] == ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "valid ndcg@10"]
+    # the winner, recomputed from the run directories' own results
+    results = [json.loads(p.read_text()) for p in out.glob("*/seed999/result.json")]
+    assert len(results) == 2
+    best = max(results, key=lambda r: r["valid"]["ndcg@10"])
+    assert f"selected on validation ndcg@10: lightgcn_learning_rate={best['config']['learning_rate']:g}" \
+        in proc.stdout
+
+
+def test_failed_runs_exit_2_and_are_named(tiny_dir, tmp_path):
+    out = tmp_path / "bad"
+    proc = run_mgnm("experiment", "grid", "-m", "bpr", "-d", tiny_dir, "--out", out,
+                    "--grid", "learning_rate=[0.001,1e30]", "--set", "epochs=1", *FAST)
+    assert proc.returncode == 2
+    assert error_line(proc) == ("error: 1 of 2 runs failed (listed above; finished runs are "
+                                "kept, run the command again to retry the others)")
+    failed = summary(out)["failed"]
+    assert len(failed) == 1 and "learning_rate=1e30" in failed[0]["run_dir"]
+    assert "loss became nan" in failed[0]["error"] and "\n" not in failed[0]["error"]
+    assert f"failed {failed[0]['run_dir']}: the loss became nan" in proc.stderr
+    none = run_mgnm("experiment", "table1", "--models", "bpr", "-d", tmp_path / "nowhere",
+                    "--out", tmp_path / "none", "--set", "epochs=1")
+    assert none.returncode == 2 and error_line(none).startswith("error: 1 of 1 runs failed")
+    assert "nowhere" in none.stderr
+
+
+def test_os_errors_are_one_line(tiny_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    proc = run_mgnm("experiment", "table1", "--models", "bpr", "-d", tiny_dir,
+                    "--out", blocker / "exp")
+    assert proc.returncode == 2
+    assert error_line(proc) == (f"error: {blocker / 'exp'}: cannot use as experiment directory "
+                                f"(Not a directory)")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    from conftest import write_dataset
+
+    root = tmp_path_factory.mktemp("plot")
+    data = write_dataset(root)
+    run = root / "run"
+    fit(resolve_config({"model": "bpr", "data": str(data), "epochs": 3, "batch_size": 64,
+                        "device": "cpu", "topk": [5, 10], "valid_metric": "recall@10"}),
+        run_dir=run)
+    return run
+
+
+def test_plot_errors_and_a_cut_log(finished_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    proc = run_mgnm("plot", finished_run, "-o", blocker / "x.png")
+    assert proc.returncode == 2
+    assert error_line(proc) == (f"error: {blocker}: cannot write the plot ({blocker} is a file, "
+                                f"not a directory)")
+    proc = run_mgnm("plot", finished_run, "--metric", "foo", "-o", tmp_path / "x.png")
+    assert proc.returncode == 2
+    line = error_line(proc)
+    assert line.startswith(f"error: metric 'foo' is not in {finished_run / 'log.jsonl'}; "
+                           f"available: ")
+    assert "recall@10" in line and "recall@20" not in line
+    # a kill cut the last line: it is skipped with a warning, the plot is written
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    lines = (finished_run / "log.jsonl").read_text().splitlines()
+    (cut / "log.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])
+    out = tmp_path / "new" / "dir" / "curves.png"  # missing directories are created
+    proc = run_mgnm("plot", cut, "--metric", "recall@10", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert f"warning: {cut / 'log.jsonl'}, line 3: cut off" in proc.stderr
+    assert out.stat().st_size > 0
+    # a malformed line that is not the last is an error naming the line
+    (cut / "log.jsonl").write_text(lines[0] + "\n{oops\n" + lines[1] + "\n")
+    proc = run_mgnm("plot", cut, "-o", out)
+    assert proc.returncode == 2
+    assert error_line(proc).startswith(f"error: {cut / 'log.jsonl'}, line 2: not an epoch record")
