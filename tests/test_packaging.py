@@ -67,3 +67,12 @@ def test_wheel_metadata_names_the_expression_and_the_files(tmp_path: Path) -> No
     assert sorted(meta.get_all("License-File")) == sorted(LICENCE_FILES)
     for name in LICENCE_FILES:
         assert (dist_info / "licenses" / name).read_bytes() == (ROOT / name).read_bytes()
+
+
+def test_sdist_manifest_carries_the_documents() -> None:
+    """The README links to docs/*.md: the source distribution must carry them."""
+    lines = [ln.split() for ln in (ROOT / "MANIFEST.in").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert ["graft", "docs"] in lines
+    assert any(ln[0] == "include" and set(LICENCE_FILES) <= set(ln[1:]) for ln in lines)
+    assert any((ROOT / "docs").glob("*.md"))
