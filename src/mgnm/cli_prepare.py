@@ -43,6 +43,73 @@ def interactions(log_file, out, user, item, time_col, rating, min_rating, fmt, k
     click.echo(summary(record, Path(out)))
 
 
+@prepare.command("amazon")
+@click.option("--reviews", required=True, type=click.Path(), help="reviews_<Cat>_5.json.gz "
+              "(2014) or <Cat>_5.json.gz (2018): one JSON review per line.")
+@click.option("--meta", required=True, type=click.Path(), help="meta_<Cat>.json.gz: one "
+              "product per line (Python literal in 2014, JSON in 2018).")
+@click.option("--image-features", type=click.Path(), help="image_features_<Cat>.b: 10-byte "
+              "ASIN + 4096 float32 per record.")
+@click.option("--out", "-o", required=True, type=click.Path(), help="Dataset directory to create.")
+@click.option("--no-text", is_flag=True, help="Skip text_feat.npy (titles still go to "
+              "i_id_map.tsv).")
+@click.option("--k-core", type=int, default=5, show_default=True)
+@click.option("--seed", type=int, default=999, show_default=True, help="Seed of the split.")
+@click.option("--name", help="Dataset name (default: the --out directory's name).")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Text encoder batch.")
+@click.option("--device", default="cpu", show_default=True, help="Text encoder device.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def amazon(reviews, meta, image_features, out, no_text, k_core, seed, name, batch_size, device,
+           quiet) -> None:
+    """The paper's Amazon datasets (Baby, Sports, Clothing, ...) from the public files."""
+    from mgnm.prepare.amazon import prepare_amazon
+    from mgnm.prepare.pipeline import summary
+
+    record = prepare_amazon(reviews, meta, out, image_features, not no_text, k_core, seed, name,
+                            batch_size, device, quiet)
+    click.echo(summary(record, Path(out)))
+    for modality, info in record["features"].items():
+        click.echo(f"{modality}_feat.npy: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+
+
 @click.group()
 def features() -> None:
     """Add a modality (``<name>_feat.npy``) to a dataset directory from item texts or images."""
+
+
+@features.command("text")
+@click.argument("data_dir", type=click.Path())
+@click.option("--items", required=True, type=click.Path(), help="TSV with a header: column "
+              "'id' (original item ID; 'itemID' where the dataset has no i_id_map.tsv) and text.")
+@click.option("--columns", required=True, help="Comma-separated text columns, joined in order.")
+@click.option("--name", default="text", show_default=True, help="Modality: writes NAME_feat.npy.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--replace", is_flag=True, help="Overwrite an existing NAME_feat.npy.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def text(data_dir, items, columns, name, batch_size, device, replace, quiet) -> None:
+    """Text modality from all-MiniLM-L6-v2 (384-d, offline; extra 'text')."""
+    from mgnm.prepare.features import text_features
+
+    cols = [c.strip() for c in columns.split(",") if c.strip()]
+    info = text_features(data_dir, items, cols, name, batch_size, device, replace, quiet)
+    click.echo(f"wrote {Path(data_dir) / f'{name}_feat.npy'}: " +
+               ", ".join(f"{k} {v}" for k, v in info.items()))
+
+
+@features.command("image")
+@click.argument("data_dir", type=click.Path())
+@click.option("--images", required=True, type=click.Path(), help="Folder with one image per "
+              "item, named by the original item ID (B000123.jpg).")
+@click.option("--name", default="image", show_default=True, help="Modality: writes NAME_feat.npy.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--replace", is_flag=True, help="Overwrite an existing NAME_feat.npy.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def image(data_dir, images, name, batch_size, device, replace, quiet) -> None:
+    """Image modality from EfficientNet-Lite0 (1280-d pooled head, offline; extra 'image')."""
+    from mgnm.prepare.features import image_features
+
+    info = image_features(data_dir, images, name, batch_size, device, replace, quiet)
+    click.echo(f"wrote {Path(data_dir) / f'{name}_feat.npy'}: " +
+               ", ".join(f"{k} {v}" for k, v in info.items()))

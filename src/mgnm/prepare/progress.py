@@ -14,12 +14,16 @@ from types import TracebackType
 
 
 class Pass:
-    """Context manager: ``with Pass("reviews", path_size, "records") as p: p.update(pos, n)``."""
+    """Context manager: ``with Pass("reviews", path_size, "records") as p: p.update(pos, n)``.
 
-    def __init__(self, description: str, total_bytes: int | None, unit: str = "records",
-                 quiet: bool = False) -> None:
+    ``total`` is the input's size in bytes, or with ``in_bytes=False`` the number of records.
+    """
+
+    def __init__(self, description: str, total: int | None, unit: str = "records",
+                 quiet: bool = False, in_bytes: bool = True) -> None:
         self.description = description
-        self.total = total_bytes
+        self.total = total
+        self.in_bytes = in_bytes
         self.unit = unit
         self.quiet = quiet
         self.count = 0
@@ -39,6 +43,7 @@ class Pass:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeElapsedColumn,
@@ -47,16 +52,18 @@ class Pass:
         )
 
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
-            TimeRemainingColumn(), console=console, transient=True,
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            *((DownloadColumn(), TransferSpeedColumn()) if self.in_bytes else
+              (MofNCompleteColumn(),)),
+            TextColumn("{task.fields[count]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=True,
         )
         self._progress.start()
         self._task = self._progress.add_task(self.description, total=self.total, count="")
         return self
 
     def update(self, position: int, count: int) -> None:
-        """``position``: bytes consumed of the input; ``count``: records so far."""
+        """``position``: bytes consumed of the input (or records); ``count``: records so far."""
         self.count = count
         if self._progress is not None:
             rate = count / max(time.perf_counter() - self._start, 1e-9)
