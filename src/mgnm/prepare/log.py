@@ -30,7 +30,7 @@ from mgnm.errors import DataError
 from mgnm.prepare.progress import Pass
 
 FORMATS = ("csv", "tsv", "jsonl")
-_SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "jsonl",
+_SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".inter": "tsv", ".json": "jsonl",
                   ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROGRESS_EVERY = 1 << 15  # records between progress-bar updates
 

@@ -100,6 +100,9 @@ def build(log: Log, k: int, split: str, seed: int) -> Prepared:
                         log.ratings[rows] if log.ratings is not None else None,
                         [u_names[j] for j in u_order], [i_names[j] for j in i_order], steps)
     steps.append({"step": f"{split} split", **prepared.split_counts})
+    if prepared.split_counts["train"] == 0:
+        raise DataError(f"{log.path}: the split leaves no training interaction (every user has "
+                        f"at most 2 interactions after the {k}-core); raise --k-core")
     return prepared
 
 
