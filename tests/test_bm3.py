@@ -70,7 +70,7 @@ def direct_loss(model: BM3, eu, ei, predictor, proj, users, items, targets=None)
     mask = sum(1 - cos(predictor(xs[m]), xb[m]).mean() for m in xs)
     reg = cfg.reg_weight * (eu.pow(2).sum().sqrt() + ei.pow(2).sum().sqrt()) / N_ITEMS
     return {"loss": rec + reg + cfg.cl_weight * (align + mask), "rec": rec, "reg": reg,
-            "align": align, "mask": mask}
+            "align": cfg.cl_weight * align, "mask": cfg.cl_weight * mask}  # weighted terms
 
 
 def double_layers(model: BM3):

@@ -57,19 +57,6 @@ def test_resume_flag_continues_and_refuses_other_options(trained, capsys, tiny_d
     assert code == 0 and "best epoch" in out
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["train", "--model", "nope"], "unknown model 'nope'"),
-    (["train", "--model", "bpr", "--set", "regweight=1"], "unknown config key 'regweight'"),
-    (["train", "--model", "bpr", "--config", "missing.yaml"], "config file does not exist"),
-    (["train", "--model", "bpr", "--preset", "nope"], "unknown preset 'nope'"),
-    (["evaluate", "no/such/run"], "run directory does not exist"),
-    (["info", "no/such/dir"], "dataset directory does not exist"),
-])
-def test_errors_are_one_line_exit_2(capsys, args, message):
-    code, _, err = run_cli(capsys, *args)
-    assert code == 2 and message in err and "Traceback" not in err
-
-
 def test_models_lists_registry(capsys):
     from mgnm.models import MODELS
 

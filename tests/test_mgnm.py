@@ -196,7 +196,7 @@ def test_hcl_gradient_matches_autograd_of_plain_formula():
 
 
 def test_hcl_is_summed_over_every_modality_pair(tiny3):
-    model = make_model(tiny3, ddr_weight=0, ddr_mm_weight=0)
+    model = make_model(tiny3, ddr_weight=0, ddr_mm_weight=0, cl_weight=0.5)
     users = torch.tensor([0, 1, 1, 5])
     items = torch.as_tensor(tiny3.train.items[:4])
     torch.manual_seed(5)
@@ -204,10 +204,51 @@ def test_hcl_is_summed_over_every_modality_pair(tiny3):
     torch.manual_seed(5)
     out = model.forward_all(training=True)
     expect = 0.0
-    for a, b in combinations(model.modalities, 2):
+    for a, b in combinations(model.modalities, 2):  # no "image": the first name anchors
         expect += contrast_all(out.hyper[a][0], out.hyper[b][0], users, 0.2).item()
+        expect += contrast_all(out.hyper[a][1], out.hyper[b][1], items, 0.2).item()
     assert len(list(combinations(model.modalities, 2))) == 3
-    assert losses["hcl_u"].item() == pytest.approx(expect, rel=1e-5)
+    assert losses["hcl"].item() == pytest.approx(0.5 * expect, rel=1e-5)
+
+
+def plain_hcl(anchor: torch.Tensor, other: torch.Tensor, rows, tau: float) -> float:
+    """Eq. 16 written out row by row in float64: the anchor's batch row against every row
+    of the other modality's table, summed over the batch (repeats included)."""
+    a, o = anchor.double(), other.double()
+    total = 0.0
+    for r in rows:  # a row zeroed by hyperedge dropout has cosine 0 with everything
+        cos = [float(a[r] @ o[c] / (max(a[r].norm(), 1e-12) * max(o[c].norm(), 1e-12)))
+               for c in range(o.shape[0])]
+        total += -math.log(math.exp(cos[r] / tau) / sum(math.exp(x / tau) for x in cos))
+    return total
+
+
+@pytest.mark.parametrize("anchor", ["image", "audio"])
+def test_hcl_anchors_the_configured_modality(tmp_path, anchor):
+    """MMRec's LGMRec anchors image against every audio row (ssl_triple_loss(v[b], t[b], t));
+    'audio' sorts first, which must not decide the direction."""
+    from conftest import write_dataset
+
+    from mgnm.data import load_dataset
+
+    ds = load_dataset(write_dataset(tmp_path, n_users=12, n_items=18,
+                                    modalities={"audio": 3, "image": 4}))
+    model = make_model(ds, LGMRec, hcl_anchor=anchor, cl_weight=1.0, reg_weight=0.0)
+    assert model.hcl_pairs() == [(anchor, "audio" if anchor == "image" else "image")]
+    users = torch.tensor([0, 3, 3, 7])
+    items = torch.tensor([1, 2, 2, 17])
+    torch.manual_seed(11)
+    got = model.loss(users, items, (items + 1) % ds.n_items)["hcl"].item()
+    torch.manual_seed(11)
+    with torch.no_grad():
+        out = model.forward_all(training=True)
+    other = "audio" if anchor == "image" else "image"
+    want = sum(plain_hcl(out.hyper[anchor][side], out.hyper[other][side], rows, 0.2)
+               for side, rows in ((0, users.tolist()), (1, items.tolist())))
+    flipped = sum(plain_hcl(out.hyper[other][side], out.hyper[anchor][side], rows, 0.2)
+                  for side, rows in ((0, users.tolist()), (1, items.tolist())))
+    assert got == pytest.approx(want, rel=1e-5)
+    assert got != pytest.approx(flipped, rel=1e-3)  # the direction is observable
 
 
 @pytest.fixture
@@ -271,7 +312,7 @@ def test_ddr_from_layer_skips_the_first_layers(tiny):
         n = tiny.n_users
         full = [torch.cat(x) for x in out.cge_layers[1:]]
         expect = adaptive_ddr([x[:n] for x in full]) + adaptive_ddr([x[n:] for x in full])
-    assert l1["ddr"].item() == pytest.approx(expect.item(), rel=1e-5)
+    assert l1["ddr"].item() == pytest.approx(1e-4 * expect.item(), rel=1e-5)  # beta = 1e-4
     assert l0["ddr"].item() != pytest.approx(l1["ddr"].item())
 
 
@@ -304,14 +345,19 @@ def test_one_training_step_lowers_the_loss_on_the_same_batch(tiny):
 
 
 def test_every_loss_term_is_weighted_as_eq_26(tiny):
-    kw = dict(cl_weight=0.5, ddr_weight=0.25, ddr_mm_weight=0.125, reg_weight=0.1)
-    model = make_model(tiny, **kw)
+    """Each reported term is weight x the unweighted term (the same model with weight 1)."""
+    weights = dict(cl_weight=0.5, ddr_weight=0.25, ddr_mm_weight=0.125, reg_weight=0.1)
     users, items = torch.arange(6), torch.as_tensor(tiny.train.items[:6])
-    t = model.loss(users, items, (items + 1) % tiny.n_items)
-    expect = (t["bpr"] + 0.5 * (t["hcl_u"] + t["hcl_i"]) + 0.25 * t["ddr"]
-              + 0.125 * t["ddr_mm"] + 0.1 * t["reg"])
-    torch.testing.assert_close(t["loss"], expect)
-    assert all(t[k].item() > 0 for k in ("hcl_u", "hcl_i", "ddr", "ddr_mm", "reg"))
+    torch.manual_seed(2)
+    t = make_model(tiny, **weights).loss(users, items, (items + 1) % tiny.n_items)
+    torch.manual_seed(2)
+    ones = make_model(tiny, **dict.fromkeys(weights, 1.0)).loss(users, items,
+                                                                (items + 1) % tiny.n_items)
+    for term, key in (("hcl", "cl_weight"), ("ddr", "ddr_weight"),
+                      ("ddr_mm", "ddr_mm_weight"), ("reg", "reg_weight")):
+        torch.testing.assert_close(t[term], weights[key] * ones[term])
+        assert ones[term].item() > 0
+    torch.testing.assert_close(t["loss"], t["bpr"] + t["hcl"] + t["ddr"] + t["ddr_mm"] + t["reg"])
 
 
 def test_configs_reject_bad_values():

@@ -137,9 +137,12 @@ def test_eval_scores_from_cached_training_forward_when_asked(tiny):
         torch.testing.assert_close(u, z_before_step[: tiny.n_users])  # one step stale
         fresh = model.forward_all()
     assert not torch.allclose(u, fresh[: tiny.n_users])
-    model.load_state_dict(model.state_dict())  # e.g. a checkpoint: the cache is dropped
+    # the cache is what evaluation scores, so it travels with the state (best.pt, checkpoints)
+    restored = make(tiny, eval_fresh_forward=False)
+    restored.load_state_dict(model.state_dict())
+    restored.eval()
     with torch.no_grad():
-        torch.testing.assert_close(model.embeddings()[0], fresh[: tiny.n_users])
+        torch.testing.assert_close(restored.embeddings()[0], u, rtol=0, atol=0)
 
     fresh_model = make(tiny, eval_fresh_forward=True)
     step(fresh_model, tiny)

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from mgnm.errors import CheckpointError
+from mgnm.errors import CheckpointError, StorageError
 from mgnm.models import MODELS
 from mgnm.train import io
 from mgnm.train.config import resolve_config
@@ -96,7 +96,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny, tmp_path, model):
     assert a == b
     wa = torch.load(tmp_path / "full" / "best.pt")["model"]
     wb = torch.load(tmp_path / "cut" / "best.pt")["model"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert wa.keys() == wb.keys()
+    torch.testing.assert_close(wa, wb, rtol=0, atol=0)  # tensors and extra state, bit for bit
 
 
 KILL_SCRIPT = textwrap.dedent("""
@@ -152,6 +153,9 @@ def test_corrupt_or_missing_checkpoint_is_a_clear_error(tiny, tmp_path):
     with pytest.raises(CheckpointError, match=r"checkpoint.pt: corrupt or unreadable"):
         resume(run, tiny)
     (run / "checkpoint.pt").unlink()
+    with pytest.raises(CheckpointError, match="has finished .* checkpoint.pt was not kept"):
+        resume(run, tiny)
+    (run / "result.json").unlink()
     with pytest.raises(CheckpointError, match="checkpoint file does not exist"):
         resume(run, tiny)
     with pytest.raises(CheckpointError, match="run directory does not exist"):
@@ -173,7 +177,7 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError, match=r"f\.json: cannot write \(disk full\)"):
         io.write_json(p, {"a": 2})
     assert json.loads(p.read_text()) == {"a": 1}
     assert [x.name for x in tmp_path.iterdir()] == ["f.json"]
@@ -202,7 +206,6 @@ def test_reruns_with_large_repeating_batches_are_bit_identical(tmp_path):
     runs = [Trainer(c, ds) for _ in range(2)]
     for t in runs:
         t.run()
-    assert torch.are_deterministic_algorithms_enabled()
     for k, v in runs[0].model.state_dict().items():
         assert torch.equal(v, runs[1].model.state_dict()[k]), k
 

@@ -27,9 +27,12 @@ from mgnm.train.trainer import (
     Result,
     Trainer,
     build_model,
+    evaluate_model,
+    isolated_process_state,
     load_run_config,
     prepare_dataset,
     resolve_device,
+    warn_if_data_changed,
 )
 
 
@@ -83,10 +86,9 @@ class LoadedRun:
     best_epoch: int
     run_dir: Path
 
-    @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self.model.eval()
-        return self.model.embeddings()
+        """The best model's final user and item tables (detached, no gradient)."""
+        return self.model.final_embeddings()
 
 
 def load_run(
@@ -105,10 +107,15 @@ def load_run(
             raise DataError(f"{source}: the run's dataset directory does not exist "
                             f"(pass --data to point at it)")
         dataset = load_dataset(source)
+        warn_if_data_changed(run_dir, dataset)
     dataset = prepare_dataset(config, dataset)
     dev = resolve_device(device)
-    torch.manual_seed(config.train.seed)
-    model = build_model(config, dataset, dev)
+    # building draws initial weights (then replaced by best.pt): leave the caller's RNGs as
+    # they were
+    with isolated_process_state(torch.get_num_threads(),
+                                torch.are_deterministic_algorithms_enabled()):
+        torch.manual_seed(config.train.seed)
+        model = build_model(config, dataset, dev)
     best = io.load_torch(run_dir / "best.pt", map_location=dev)
     try:
         model.load_state_dict(best["model"])
@@ -123,12 +130,12 @@ def evaluate_run(
     run_dir: str | Path, splits: Sequence[str] = ("valid", "test"),
     data: str | Path | Dataset | None = None, device: str = "cpu",
 ) -> dict[str, dict[str, float]]:
-    """Metrics of the best model of ``run_dir`` on ``splits``, recomputed from its weights."""
+    """Metrics of the best model of ``run_dir`` on ``splits``, recomputed from its weights
+    (with the evaluation noise the run drew at its best epoch, so they equal result.json)."""
     run = load_run(run_dir, data, device)
     ev = Evaluator(run.dataset, ks=run.config.train.topk,
                    batch_size=run.config.train.eval_batch_size, device=resolve_device(device))
-    u, i = run.embeddings()
-    return {s: ev.evaluate(u, i, s) for s in splits}
+    return evaluate_model(run.model, ev, splits, run.config.train.seed, run.best_epoch)
 
 
 def recommend(

@@ -59,11 +59,14 @@ def cli() -> None:
               help="Override one config key; repeatable.")
 @click.option("--seed", type=int, help="Random seed (default 999).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train.")
+@click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads (config key "
+              "'threads'; default: 1 on a busy machine, else every core).")
 @click.option("--out", type=click.Path(), help="Run directory (default runs/<model>-<data>-s<seed>-<time>).")
 @click.option("--resume", "resume_dir", type=click.Path(),
               help="Continue the interrupted run in this directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def train(model, data, config_file, preset, sets, seed, device, out, resume_dir, quiet) -> None:
+def train(model, data, config_file, preset, sets, seed, device, threads, out, resume_dir,
+          quiet) -> None:
     """Train a model to early stopping; writes a run directory with result.json."""
     from mgnm import api
     from mgnm.train.config import parse_set
@@ -71,15 +74,16 @@ def train(model, data, config_file, preset, sets, seed, device, out, resume_dir,
     from mgnm.train.trainer import resume
 
     if resume_dir:
-        others = [n for n, v in [("--model", model), ("--data", data), ("--config", config_file),
-                                 ("--preset", preset), ("--seed", seed), ("--out", out)] if v]
-        if others or sets:
+        given = [("--model", model), ("--data", data), ("--config", config_file),
+                 ("--preset", preset), ("--seed", seed), ("--out", out)]
+        others = [n for n, v in given if v is not None] + (["--set"] if sets else [])
+        if others:
             raise click.UsageError(f"--resume uses the run's saved config; drop "
-                                   f"{', '.join(others + (['--set'] if sets else []))}")
+                                   f"{', '.join(others)}")
         from mgnm.train.trainer import load_run_config
 
         cfg = load_run_config(resume_dir)
-        result = resume(resume_dir, device=device,
+        result = resume(resume_dir, device=device, threads=threads,
                         callbacks=default_progress(cfg.train.valid_metric, quiet))
     else:
         overrides = parse_set(sets)
@@ -87,6 +91,8 @@ def train(model, data, config_file, preset, sets, seed, device, out, resume_dir,
             overrides["seed"] = seed
         if device is not None:
             overrides["device"] = device
+        if threads is not None:
+            overrides["threads"] = threads
         cfg = api.make_config(model, data, preset=preset, config_file=config_file,
                               overrides=overrides)
         from mgnm.train.trainer import Trainer
@@ -151,14 +157,23 @@ def info(data_dir, as_json) -> None:
 
 
 @cli.command()
-def models() -> None:
-    """List the models and what they need."""
-    from mgnm.models import MODELS
+@click.argument("name", required=False)
+def models(name) -> None:
+    """List the models, or with NAME every config key of that model (type, default, meaning)."""
+    from mgnm.models import MODELS, get_model_class
+    from mgnm.train.config import describe_keys
 
-    for name, cls in MODELS.items():
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        feats = "features" if cls.needs_features else "IDs only"
-        click.echo(f"{name:10s} [{feats}]  {doc}")
+    if name is None:
+        for model, cls in MODELS.items():
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            feats = "features" if cls.needs_features else "IDs only"
+            click.echo(f"{model:10s} [{feats}]  {doc}")
+        return
+    cls = get_model_class(name)
+    for section, rows in describe_keys(cls).items():
+        click.echo(f"{section}:")
+        for key, typ, default, text in rows:
+            click.echo(f"  {key:22s} {typ:18s} {default:12s} {text}")
 
 
 @cli.command()
@@ -300,9 +315,19 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as exc:  # one line, like every other error
+        where = exc.ctx.command_path if exc.ctx is not None else "mgnm"
+        print(f"error: {exc.format_message()} (see '{where} --help')", file=sys.stderr)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    except OSError as exc:  # an OS refusal the code did not name more precisely
+        from mgnm.errors import os_error_message
+
+        where = exc.filename if exc.filename is not None else "mgnm"
+        print(f"error: {os_error_message(where, exc, 'failed')}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, click.exceptions.Abort):
         print("interrupted (a run can be continued with `mgnm train --resume RUN_DIR`)",
               file=sys.stderr)

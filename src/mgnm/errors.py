@@ -26,5 +26,16 @@ class CheckpointError(MgnmError):
     """A run directory or checkpoint is missing, incomplete or corrupt."""
 
 
+class StorageError(MgnmError):
+    """The operating system refused a read or write (no permission, disk full, a path under a
+    file); the message names the path and the reason."""
+
+
+def os_error_message(path: object, exc: OSError, action: str = "cannot write") -> str:
+    """``<path>: cannot write (<reason>)``, the one line an :class:`OSError` becomes."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{path}: {action} ({reason})"
+
+
 class TrainingError(MgnmError):
     """Training cannot continue (for example a loss that became NaN)."""

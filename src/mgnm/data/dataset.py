@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mgnm.data.idmap import IdMap, load_id_map
 from mgnm.errors import DataError
 
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
@@ -46,6 +47,8 @@ class Dataset:
     features: dict[str, np.ndarray] = field(default_factory=dict)
     path: Path | None = None
     duplicates_dropped: int = 0
+    user_map: IdMap | None = None  # original IDs (u_id_map.tsv), when the directory has one
+    item_map: IdMap | None = None  # original IDs and attributes (i_id_map.tsv)
 
     @property
     def modalities(self) -> list[str]:
@@ -145,6 +148,8 @@ def load_dataset(path: str | Path, modalities: list[str] | None = None) -> Datas
         features=features,
         path=root,
         duplicates_dropped=n_dup,
+        user_map=load_id_map(root, "user", n_users),
+        item_map=load_id_map(root, "item", n_items),
         **splits,
     )
 

@@ -61,7 +61,40 @@ class Recommender(nn.Module):
     def pre_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
         """Called before every training epoch, in train mode."""
 
+    @property
+    def stochastic_eval(self) -> bool:
+        """True when ``embeddings()`` draws random numbers in eval mode (LGMRec's Gumbel
+        noise); such a model reads them from :attr:`eval_generator`."""
+        return False
+
+    #: the generator of evaluation noise during :meth:`final_embeddings` (None otherwise)
+    eval_generator: torch.Generator | None = None
+
+    @torch.no_grad()
+    def final_embeddings(
+        self, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``embeddings()`` in eval mode, without gradient, detached from every parameter.
+
+        What every consumer (evaluation, export, recommendation, serving) should call: some
+        models return their parameters themselves (BPR), which still require grad. The
+        module's train/eval mode is restored afterwards. ``generator`` supplies the noise of
+        a :attr:`stochastic_eval` model (default: a fixed seed, so repeated calls agree).
+        """
+        was_training = self.training
+        self.eval()
+        if generator is None and self.stochastic_eval:
+            generator = torch.Generator(device=next(self.parameters()).device)
+            generator.manual_seed(0)
+        self.eval_generator = generator
+        try:
+            u, i = self.embeddings()
+        finally:
+            self.eval_generator = None
+            self.train(was_training)
+        return u.detach(), i.detach()
+
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of ``users`` against all items (convenience; the evaluator batches itself)."""
-        u, i = self.embeddings()
+        u, i = self.final_embeddings()
         return u[users] @ i.T

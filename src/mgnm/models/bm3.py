@@ -104,8 +104,9 @@ class BM3(Recommender):
             x_online = self.predictor(x)
             align = align + cosine_loss(x_online, i_target)
             mask = mask + cosine_loss(x_online, self._target(x, pos_items, self.n_items))
-        total = rec + reg + cfg.cl_weight * (align + mask)
-        return {"loss": total, "rec": rec, "reg": reg, "align": align, "mask": mask}
+        align, mask = cfg.cl_weight * align, cfg.cl_weight * mask
+        return {"loss": rec + reg + align + mask, "rec": rec, "reg": reg, "align": align,
+                "mask": mask}
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         eu, ei = self.propagate()

@@ -121,11 +121,18 @@ class DualGNN(Recommender):
         self.register_buffer("sample_weight", w)
         self._user_graph: SparseOp | None = None
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.register_load_state_dict_post_hook(lambda module, keys: module._drop_caches())
+        self.register_load_state_dict_post_hook(lambda module, keys: module._drop_graph())
 
-    def _drop_caches(self) -> None:
+    def _drop_graph(self) -> None:
         self._user_graph = None
-        self._last = None
+
+    # the cached forward is part of the model's state when it is what evaluation scores, so
+    # that best.pt scores (mgnm evaluate) exactly as the run did at its best epoch
+    def get_extra_state(self) -> dict:
+        return {} if self.config.eval_fresh_forward else {"last": self._last}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._last = state.get("last")
 
     def pre_epoch(self, epoch: int) -> None:
         """Resample each user's ``k`` neighbours and their softmax weights."""

@@ -173,7 +173,8 @@ class FREEDOM(Recommender):
                 xi = self.projections[m](f[pos_items])
                 xj = self.projections[m](f[neg_items])
                 feat = feat + bpr_loss((u * xi).sum(1), (u * xj).sum(1))
-        return {"loss": bpr + self.config.reg_weight * feat, "bpr": bpr, "feat_bpr": feat}
+        feat = self.config.reg_weight * feat
+        return {"loss": bpr + feat, "bpr": bpr, "feat_bpr": feat}
 
     def embeddings(self):
         return self.propagate(self.norm_adj)

@@ -117,8 +117,8 @@ class MGCN(Recommender):
         reg = cfg.reg_weight * squared_reg(u, i, j, denominator=cfg.reg_batch_size)
         cl = (info_nce(side[n + pos_items], content[n + pos_items], temperature=cfg.temperature)
               + info_nce(side[users], content[users], temperature=cfg.temperature))
-        total = bpr + reg + cfg.cl_weight * cl
-        return {"loss": total, "bpr": bpr, "reg": reg, "cl": cl}
+        cl = cfg.cl_weight * cl
+        return {"loss": bpr + reg + cl, "bpr": bpr, "reg": reg, "cl": cl}
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         final = self.views().final

@@ -49,6 +49,10 @@ class MGNMConfig(ModelConfig):
     hyper_temperature: float = Field(0.2, gt=0, description="Gumbel-softmax temperature")
     cl_weight: float = Field(1e-4, ge=0, description="omega, weight of HCL (eq. 26)")
     cl_temperature: float = Field(0.2, gt=0, description="tau of HCL (eq. 16)")
+    hcl_anchor: str = Field("image", description="the modality whose batch rows HCL contrasts "
+                                                 "against the other modality's whole table "
+                                                 "(MMRec: image); pairs without it anchor the "
+                                                 "name that sorts first")
     reg_weight: float = Field(1e-6, ge=0, description="lambda of the batch-row norm regulariser")
     ddr_weight: float = Field(1e-4, ge=0, description="beta, DDR on the collaborative layers")
     ddr_mm_weight: float = Field(1e-4, ge=0, description="delta, DDR on the modality layers")
@@ -65,10 +69,11 @@ class MGNMConfig(ModelConfig):
 class LGMRecConfig(MGNMConfig):
     """LGMRec's defaults (MMRec's Baby yaml): MGNM without purifier and DDR."""
 
-    purifier: bool = False
-    ddr_weight: float = Field(0.0, ge=0)
-    ddr_mm_weight: float = Field(0.0, ge=0)
-    eval_gumbel: bool = True
+    purifier: bool = Field(False, description="MGNM's purifier (off in LGMRec: hyperedges F V)")
+    ddr_weight: float = Field(0.0, ge=0, description="beta, MGNM's DDR (off in LGMRec)")
+    ddr_mm_weight: float = Field(0.0, ge=0, description="delta, MGNM's DDR (off in LGMRec)")
+    eval_gumbel: bool = Field(True, description="sample Gumbel noise at evaluation, from a "
+                                                "generator seeded by (seed, epoch, split)")
 
 
 @dataclass
@@ -101,6 +106,14 @@ class _Gram(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         return x @ (grad + grad.T)
+
+
+def gumbel_softmax(logits: torch.Tensor, tau: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """``softmax((logits + g) / tau)`` with ``g = -log(Exp(1))`` Gumbel noise, drawn from
+    ``generator`` (torch's global stream when None, which equals ``F.gumbel_softmax``)."""
+    gumbels = -torch.empty_like(logits).exponential_(generator=generator).log()
+    return torch.softmax((logits + gumbels) / tau, dim=1)
 
 
 def decorrelation(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -186,10 +199,15 @@ class MGNM(Recommender):
         purified = self.item_emb * gate
         return purified @ self.hyper_t[k].T  # eq. 11
 
+    @property
+    def stochastic_eval(self) -> bool:
+        return self.config.eval_gumbel
+
     def _soft_assign(self, logits: torch.Tensor, training: bool) -> torch.Tensor:
         tau = self.config.hyper_temperature
         if training or self.config.eval_gumbel:
-            out = F.gumbel_softmax(logits, tau=tau, hard=False, dim=1)
+            gen = None if training else self.eval_generator
+            out = gumbel_softmax(logits, tau, gen)
         else:
             out = torch.softmax(logits / tau, dim=1)
         if training and self.config.keep_rate < 1:
@@ -247,7 +265,7 @@ class MGNM(Recommender):
         zero = bpr.new_zeros(())
         hcl_u = hcl_i = zero
         if cfg.cl_weight > 0:
-            for a, b in combinations(self.modalities, 2):  # eq. 16, every modality pair
+            for a, b in self.hcl_pairs():  # eq. 16, every modality pair
                 hcl_u = hcl_u + self._hcl(out, a, b, 0, users)
                 hcl_i = hcl_i + self._hcl(out, a, b, 1, pos_items)
         ddr = ddr_mm = zero
@@ -257,10 +275,21 @@ class MGNM(Recommender):
         if cfg.ddr_mm_weight > 0:  # the same over every modality's MGE layers
             for m in self.modalities:
                 ddr_mm = ddr_mm + self._ddr(out.mge_layers[m][first:])
-        total = (bpr + cfg.cl_weight * (hcl_u + hcl_i) + cfg.ddr_weight * ddr
-                 + cfg.ddr_mm_weight * ddr_mm + cfg.reg_weight * reg)  # eq. 26
-        return {"loss": total, "bpr": bpr, "hcl_u": hcl_u, "hcl_i": hcl_i, "ddr": ddr,
-                "ddr_mm": ddr_mm, "reg": reg}
+        # eq. 26; every term is reported as weighted, so the terms add up to the loss
+        terms = {"bpr": bpr, "hcl": cfg.cl_weight * (hcl_u + hcl_i), "ddr": cfg.ddr_weight * ddr,
+                 "ddr_mm": cfg.ddr_mm_weight * ddr_mm, "reg": cfg.reg_weight * reg}
+        return {"loss": sum(terms.values()), **terms}
+
+    def hcl_pairs(self) -> list[tuple[str, str]]:
+        """The (anchor, other) modality pairs of HCL (eq. 16).
+
+        The anchor's batch rows are contrasted against every row of the other modality's
+        table. In each pair the ``hcl_anchor`` modality is the anchor (MMRec's LGMRec anchors
+        the image features: ``ssl_triple_loss(v[batch], t[batch], t)``); a pair without it
+        anchors the modality whose name sorts first.
+        """
+        anchor = self.config.hcl_anchor
+        return [(b, a) if b == anchor else (a, b) for a, b in combinations(self.modalities, 2)]
 
     def _hcl(self, out: Forward, a: str, b: str, side: int, index: torch.Tensor) -> torch.Tensor:
         """Eq. 16 for modality ``a`` against ``b`` on the users (side 0) or items (side 1)."""

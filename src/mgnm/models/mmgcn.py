@@ -132,10 +132,14 @@ class MMGCN(Recommender):
                                     self.n_users, self.n_items, device=inputs.device,
                                     fmt=inputs.sparse_format)
         self._last: torch.Tensor | None = None  # MMRec's cached training forward
-        self.register_load_state_dict_post_hook(lambda module, keys: module._drop_cache())
 
-    def _drop_cache(self) -> None:
-        self._last = None
+    # the cached forward is part of the model's state when it is what evaluation scores, so
+    # that best.pt scores (mgnm evaluate) exactly as the run did at its best epoch
+    def get_extra_state(self) -> dict:
+        return {} if self.config.eval_fresh_forward else {"last": self._last}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._last = state.get("last")
 
     def user_preference(self, m: str) -> torch.Tensor:
         if self.config.train_id_embeddings:

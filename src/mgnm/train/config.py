@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -26,8 +26,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     epochs: int = Field(1000, gt=0, description="maximum number of training epochs")
-    batch_size: int = Field(2048, gt=0)
-    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(2048, gt=0, description="training (user, item) pairs per batch")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam's learning rate")
     lr_decay: float = Field(1.0, gt=0, le=1, description="gamma of lr_e = lr * gamma^(e/T)")
     lr_decay_epochs: float = Field(50.0, gt=0, description="T of lr_e = lr * gamma^(e/T)")
     patience: int = Field(20, ge=0, description="stop after more than this many epochs "
@@ -35,15 +35,27 @@ class TrainConfig(BaseModel):
     valid_metric: str = Field("recall@20", description="the early-stopping metric")
     topk: tuple[int, ...] = Field((5, 10, 20, 50), description="cut-offs K of every metric")
     eval_batch_size: int = Field(4096, gt=0, description="users per evaluation batch")
-    seed: int = Field(999, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    sparse_format: Literal["auto", "csr", "coo"] = "auto"
+    seed: int = Field(999, ge=0, description="seeds initial weights, sampling and noise")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when "
+                                                                     "torch sees one")
+    sparse_format: Literal["auto", "csr", "coo"] = Field(
+        "auto", description="sparse graph layout (auto: CSR on CPU, COO on CUDA)")
     deterministic: bool = Field(True, description="torch's deterministic algorithms (bit-identical "
                                                   "reruns and resumes; gathers with repeated "
                                                   "indices otherwise sum in thread order)")
     modalities: tuple[str, ...] | None = Field(
         None, description="feature files to use, by name (default: every *_feat.npy)"
     )
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads while training/evaluating (default: 1 when "
+                                "the machine is busy, else all cores; see README, Performance)")
+    keep_checkpoint: bool = Field(True, description="keep checkpoint.pt once the run has "
+                                                    "finished (false deletes it; best.pt and "
+                                                    "result.json stay)")
+    stop_window: int = Field(1, ge=1, description="early stopping watches the moving average "
+                                                  "of the validation metric over this many "
+                                                  "epochs (1 = the raw curve); the best epoch "
+                                                  "is still chosen on the raw curve")
 
     @field_validator("topk")
     @classmethod
@@ -95,6 +107,30 @@ class RunConfig(BaseModel):
 
 def train_keys() -> set[str]:
     return set(TrainConfig.model_fields)
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return "|".join(str(a) for a in get_args(annotation))
+    text = str(annotation) if get_args(annotation) else getattr(annotation, "__name__", "?")
+    return text.replace("typing.", "").replace("NoneType", "None")
+
+
+def describe_keys(model_cls: Any) -> dict[str, list[tuple[str, str, str, str]]]:
+    """``{"model keys": [(key, type, default, description)], "training keys": [...]}``:
+    every config key a model accepts, its training defaults applied (``mgnm models NAME``)."""
+    overrides = getattr(model_cls, "train_defaults", {})
+
+    def rows(cls: type[BaseModel], defaults: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+        out = []
+        for key, f in cls.model_fields.items():
+            default = defaults.get(key, f.default)
+            out.append((key, _type_name(f.annotation), repr(default) if isinstance(default, str)
+                        else str(default), f.description or ""))
+        return out
+
+    return {f"{model_cls.name} keys": rows(model_cls.Config, {}),
+            "training keys": rows(TrainConfig, overrides)}
 
 
 def resolve_config(*sources: dict[str, Any], model: str | None = None) -> RunConfig:

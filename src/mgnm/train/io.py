@@ -17,22 +17,69 @@ from typing import Any
 import torch
 import yaml
 
-from mgnm.errors import CheckpointError
+from mgnm.errors import CheckpointError, StorageError, os_error_message
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_dirs(path: str | Path) -> Path:
+    """``mkdir -p`` whose failure is one :class:`StorageError` naming the path."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(os_error_message(path, exc, "cannot create directory")) from None
+    return path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling, fsync, rename over ``path``.
+
+    The file gets the permissions a plain ``open()`` would (0666 less the umask), not
+    mkstemp's 0600. Any OS failure (no permission, disk full) is a :class:`StorageError`
+    naming ``path``; the temporary file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_dirs(path.parent)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise StorageError(os_error_message(path, exc)) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageError(os_error_message(path, exc)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append ``text`` and flush (a log line); OS failures become a :class:`StorageError`."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+    except OSError as exc:
+        raise StorageError(os_error_message(path, exc)) from None
+
+
+def remove(path: str | Path) -> None:
+    """Delete a file if it exists; OS failures become a :class:`StorageError`."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError as exc:
+        raise StorageError(os_error_message(path, exc, "cannot remove")) from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

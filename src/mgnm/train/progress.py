@@ -13,11 +13,12 @@ def _fmt_losses(losses: dict[str, float]) -> str:
 
 
 def epoch_line(r: EpochRecord, metric: str = "recall@20") -> str:
+    """One epoch: the loss and its weighted terms (they add up to it), validation only (the
+    test metrics of the best epoch are shown once, at the end)."""
     star = " *" if r.improved else ""
-    test = f" test {metric} {r.test[metric]:.4f}" if r.test else ""
     return (
         f"epoch {r.epoch:4d}  {_fmt_losses(r.losses)}  valid {metric} {r.valid[metric]:.4f}"
-        f"{star}{test}  [{r.train_seconds:.2f}s train, {r.eval_seconds:.2f}s eval]"
+        f"{star}  [{r.train_seconds:.2f}s train, {r.eval_seconds:.2f}s eval]"
     )
 
 
@@ -31,7 +32,8 @@ class PlainProgress(Callback):
     def on_start(self, info: dict[str, Any]) -> None:
         where = f" -> {info['run_dir']}" if info.get("run_dir") else ""
         print(f"training {info['model']} on {info['dataset']} ({info['device']}, "
-              f"{info['params']:,} parameters, {info['n_batches']} batches/epoch){where}",
+              f"{info.get('threads', '?')} threads, {info['params']:,} parameters, "
+              f"{info['n_batches']} batches/epoch){where}",
               file=self.stream, flush=True)
 
     def on_epoch(self, record: EpochRecord) -> None:

@@ -19,12 +19,15 @@ torch's RNG state is restored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import platform
 import random
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ import torch
 import yaml
 
 from mgnm.data.dataset import Dataset, load_dataset
+from mgnm.data.fingerprint import changed_files, fingerprint
 from mgnm.data.inputs import build_inputs
 from mgnm.data.sampler import BPRSampler
 from mgnm.errors import CheckpointError, ConfigError, DataError, TrainingError
@@ -42,7 +46,8 @@ from mgnm.train import io
 from mgnm.train.config import RunConfig, resolve_config
 from mgnm.train.evaluator import Evaluator
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+DATA_RECORD = "data.json"  # the run's dataset: absolute path and a fingerprint of its files
 
 
 @dataclass
@@ -106,6 +111,62 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+SPLIT_CODES = {"valid": 1, "test": 2}
+
+
+def eval_generator(seed: int, epoch: int, split: str, device: torch.device) -> torch.Generator:
+    """The generator of a model's evaluation noise (LGMRec's Gumbel draws) for one split.
+
+    Seeded by (run seed, epoch, split) alone, so validation and test draw separately (as
+    MMRec does) and ``mgnm evaluate`` redraws exactly what the run drew at its best epoch.
+    """
+    state = np.random.SeedSequence([int(seed), int(epoch), SPLIT_CODES[split]])
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
+    return gen
+
+
+def default_threads() -> int:
+    """Torch threads when the config leaves ``threads`` unset: every core on an idle machine,
+    one when other processes already keep the cores busy (1-minute load average >= 1).
+
+    Measured on a 2-core machine (README, Performance): with one other busy process, two
+    threads made a run ~10x slower than one; idle, two threads were faster.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return cores
+    return 1 if load >= 1.0 else cores
+
+
+@contextlib.contextmanager
+def isolated_process_state(threads: int, deterministic: bool) -> Iterator[None]:
+    """Torch's thread count and deterministic-algorithms flag, and the global RNGs of Python,
+    numpy and torch, as they were before the block: a library call leaves them unchanged."""
+    saved_threads = torch.get_num_threads()
+    saved_det = torch.are_deterministic_algorithms_enabled()
+    saved_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    saved_py, saved_np = random.getstate(), np.random.get_state()
+    saved_torch = torch.get_rng_state()
+    saved_cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    torch.set_num_threads(threads)
+    # without it, the backward of a gather with repeated indices (every batch repeats users)
+    # sums in thread order and reruns differ in the last bits
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved_threads)
+        torch.use_deterministic_algorithms(saved_det, warn_only=saved_warn)
+        random.setstate(saved_py)
+        np.random.set_state(saved_np)
+        torch.set_rng_state(saved_torch)
+        if saved_cuda is not None:
+            torch.cuda.set_rng_state_all(saved_cuda)
+
+
 def prepare_dataset(config: RunConfig, dataset: Dataset | None) -> Dataset:
     """The dataset of ``config`` (loaded when not given) restricted to its modalities."""
     if dataset is None:
@@ -154,6 +215,13 @@ def build_model(config: RunConfig, dataset: Dataset, device: torch.device) -> Re
 
 
 class Trainer:
+    """Trains one model on one dataset; leaves the process's global state as it found it.
+
+    Torch's thread count, its deterministic-algorithms flag and the global RNGs of Python,
+    numpy and torch are set for the trainer's own work and restored after it (the trainer
+    keeps its own torch RNG stream between calls, and in its checkpoints).
+    """
+
     def __init__(
         self,
         config: RunConfig,
@@ -164,21 +232,25 @@ class Trainer:
     ) -> None:
         self.dataset = prepare_dataset(config, dataset)
         if config.data is None and self.dataset.path is not None:
-            config = config.model_copy(update={"data": str(self.dataset.path.resolve())})
+            config = config.model_copy(update={"data": str(self.dataset.path)})
+        if config.data is not None:  # absolute, so the run works from any directory
+            config = config.model_copy(update={"data": str(Path(config.data).resolve())})
         self.config = config
         self.tc = config.train
         if len(self.dataset.valid) == 0:
             raise DataError(f"{self.dataset.path or self.dataset.name}: the validation split "
                             f"is empty (no row has x_label 1); early stopping needs it")
+        metric_k = int(self.tc.valid_metric.split("@")[1])
+        if metric_k not in self.tc.topk:
+            raise ConfigError(f"config key 'valid_metric' = {self.tc.valid_metric!r}: K must be "
+                              f"one of topk {list(self.tc.topk)}")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks)
         self.device = resolve_device(self.tc.device)
+        self.threads = self.tc.threads or default_threads()
         keep_freed_memory()
-        # process-wide: without it, the backward of a gather with repeated indices (every
-        # batch repeats users) sums in thread order and reruns differ in the last bits
-        torch.use_deterministic_algorithms(self.tc.deterministic, warn_only=True)
-        seed_everything(self.tc.seed)
-        self.model = build_model(config, self.dataset, self.device)
+        with self._own_state(initial=True):
+            self.model = build_model(config, self.dataset, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tc.learning_rate)
         gamma, period = self.tc.lr_decay, self.tc.lr_decay_epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -191,10 +263,6 @@ class Trainer:
         )
         self.evaluator = Evaluator(self.dataset, ks=self.tc.topk,
                                    batch_size=self.tc.eval_batch_size, device=self.device)
-        metric_k = int(self.tc.valid_metric.split("@")[1])
-        if metric_k not in self.tc.topk:
-            raise ConfigError(f"config key 'valid_metric' = {self.tc.valid_metric!r}: K must be "
-                              f"one of topk {list(self.tc.topk)}")
         # training state (what a checkpoint holds)
         self.epoch = 0  # epochs completed
         self.best_epoch = 0
@@ -202,10 +270,26 @@ class Trainer:
         self.best_valid: dict[str, float] = {}
         self.best_test: dict[str, float] = {}
         self.bad_epochs = 0
+        self.recent_valid: list[float] = []  # the last stop_window validation values
+        self.best_smoothed = -math.inf
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.eval_passes = 0
         self.finished = False
+
+    @contextlib.contextmanager
+    def _own_state(self, initial: bool = False) -> Iterator[None]:
+        """Run the block with the trainer's threads, flags and torch RNG stream, then put the
+        caller's back (:func:`isolated_process_state`)."""
+        with isolated_process_state(self.threads, self.tc.deterministic):
+            if initial:
+                seed_everything(self.tc.seed)
+            else:
+                torch.set_rng_state(self._rng)
+            try:
+                yield
+            finally:
+                self._rng = torch.get_rng_state()
 
     # ------------------------------------------------------------------ run directory
     def _path(self, name: str) -> Path:
@@ -215,9 +299,11 @@ class Trainer:
     def _start_run_dir(self) -> None:
         if self.run_dir is None:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        io.make_dirs(self.run_dir)
         io.write_yaml(self._path("config.yaml"), self.config.flat())
-        self._path("log.jsonl").unlink(missing_ok=True)
+        if self.dataset.path is not None:
+            io.write_json(self._path(DATA_RECORD), fingerprint(self.dataset.path))
+        io.remove(self._path("log.jsonl"))
 
     def state_dict(self) -> dict[str, Any]:
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
@@ -228,10 +314,11 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng},
+            "rng": {"torch": self._rng, "cuda": cuda_rng},
             "best": {"epoch": self.best_epoch, "value": self.best_value,
                      "valid": self.best_valid, "test": self.best_test},
             "bad_epochs": self.bad_epochs,
+            "stopping": {"recent": list(self.recent_valid), "best_smoothed": self.best_smoothed},
             "seconds": {"train": self.train_seconds, "eval": self.eval_seconds,
                         "eval_passes": self.eval_passes},
             "finished": self.finished,
@@ -247,7 +334,7 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"]["torch"])
+            self._rng = state["rng"]["torch"]
             if state["rng"].get("cuda") is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["rng"]["cuda"])
             best = state["best"]
@@ -255,6 +342,8 @@ class Trainer:
             self.best_epoch, self.best_value = int(best["epoch"]), float(best["value"])
             self.best_valid, self.best_test = dict(best["valid"]), dict(best["test"])
             self.bad_epochs = int(state["bad_epochs"])
+            self.recent_valid = [float(v) for v in state["stopping"]["recent"]]
+            self.best_smoothed = float(state["stopping"]["best_smoothed"])
             secs = state["seconds"]
             self.train_seconds, self.eval_seconds = float(secs["train"]), float(secs["eval"])
             self.eval_passes = int(secs["eval_passes"])
@@ -269,19 +358,16 @@ class Trainer:
         if self.run_dir is None:
             raise CheckpointError("resume needs a run directory")
         ckpt = self._path("checkpoint.pt")
+        if not ckpt.is_file() and self._path("result.json").is_file():
+            raise CheckpointError(f"{self.run_dir}: the run has finished (result.json) and its "
+                                  f"checkpoint.pt was not kept; there is nothing to resume")
         state = io.load_torch(ckpt, map_location=self.device)
         self.load_state_dict(state, str(ckpt))
+        warn_if_data_changed(self.run_dir, self.dataset)
         # keep the log lines of the epochs the checkpoint covers, drop any later ones
-        log = self._path("log.jsonl")
-        if log.exists():
-            kept = []
-            for line in log.read_text(encoding="utf-8").splitlines():
-                try:
-                    if json.loads(line)["epoch"] <= self.epoch:
-                        kept.append(line)
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    break  # a torn last line from a kill
-            io.atomic_write_text(log, "".join(f"{x}\n" for x in kept))
+        kept = [json.dumps(r) for r in read_log(self._path("log.jsonl"))
+                if r.get("epoch", math.inf) <= self.epoch]
+        io.atomic_write_text(self._path("log.jsonl"), "".join(f"{x}\n" for x in kept))
 
     def _save_checkpoint(self) -> None:
         if self.run_dir is not None:
@@ -289,6 +375,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        with self._own_state():
+            return self._train_epoch(epoch)
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         self.model.pre_epoch(epoch)
         sums: dict[str, torch.Tensor] = {}
@@ -314,11 +404,25 @@ class Trainer:
         self.scheduler.step()
         return {k: float(v) / n_batches for k, v in sums.items()}
 
-    @torch.no_grad()
-    def evaluate(self, splits: Sequence[str] = ("valid", "test")) -> dict[str, dict[str, float]]:
-        self.model.eval()
-        user_emb, item_emb = self.model.embeddings()
-        return {s: self.evaluator.evaluate(user_emb, item_emb, s) for s in splits}
+    def evaluate(self, splits: Sequence[str] = ("valid", "test"),
+                 epoch: int | None = None) -> dict[str, dict[str, float]]:
+        """Metrics of the model as it is now on ``splits``; evaluation noise (if the model
+        draws any) as the run drew it after ``epoch`` (default: the epochs completed)."""
+        with self._own_state():
+            return evaluate_model(self.model, self.evaluator, splits, self.tc.seed,
+                                  self.epoch if epoch is None else epoch)
+
+    def _stop_check(self, value: float) -> None:
+        """Early stopping on the moving average of the last ``stop_window`` values."""
+        self.recent_valid = (self.recent_valid + [value])[-self.tc.stop_window:]
+        smoothed = sum(self.recent_valid) / len(self.recent_valid)
+        if smoothed > self.best_smoothed:
+            self.best_smoothed = smoothed
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+            if self.bad_epochs > self.tc.patience:
+                self.finished = True
 
     def run(self, resume: bool = False) -> Result:
         if resume:
@@ -329,56 +433,58 @@ class Trainer:
                 "device": str(self.device), "n_batches": len(self.sampler),
                 "max_epochs": self.tc.epochs, "start_epoch": self.epoch,
                 "params": sum(p.numel() for p in self.model.parameters()),
+                "threads": self.threads,
                 "run_dir": str(self.run_dir) if self.run_dir else None}
         for cb in self.callbacks:
             cb.on_start(info)
         metric = self.tc.valid_metric
         while not self.finished and self.epoch < self.tc.epochs:
-            epoch = self.epoch
-            lr = self.optimizer.param_groups[0]["lr"]
-            t0 = time.perf_counter()
-            losses = self.train_epoch(epoch)
-            t1 = time.perf_counter()
-            self.model.eval()
-            with torch.no_grad():
-                user_emb, item_emb = self.model.embeddings()
-                valid = self.evaluator.evaluate(user_emb, item_emb, "valid")
-                improved = valid[metric] > self.best_value
-                test = self.evaluator.evaluate(user_emb, item_emb, "test") if improved else None
-            del user_emb, item_emb
-            t2 = time.perf_counter()
-            self.train_seconds += t1 - t0
-            self.eval_seconds += t2 - t1
-            self.eval_passes += 1
-            self.epoch = epoch + 1
-            if improved:
-                self.best_epoch, self.best_value = self.epoch, valid[metric]
-                self.best_valid, self.best_test = valid, test or {}
-                self.bad_epochs = 0
-                if self.run_dir is not None:
-                    io.save_torch(self._path("best.pt"), {"epoch": self.epoch,
-                                                          "model": self.model.state_dict()})
-            else:
-                self.bad_epochs += 1
-                if self.bad_epochs > self.tc.patience:
-                    self.finished = True
-            record = EpochRecord(
-                epoch=self.epoch, lr=lr, losses=losses, valid=valid, test=test,
-                train_seconds=t1 - t0, eval_seconds=t2 - t1, improved=improved,
-                best_epoch=self.best_epoch, best_valid=self.best_value,
-            )
-            if self.run_dir is not None:
-                with open(self._path("log.jsonl"), "a", encoding="utf-8") as f:
-                    f.write(json.dumps(asdict(record)) + "\n")
-            self._save_checkpoint()
+            with self._own_state():
+                record = self._one_epoch(metric)
             for cb in self.callbacks:
                 cb.on_epoch(record)
         result = self.result()
         if self.run_dir is not None:
             io.write_json(self._path("result.json"), result.to_dict())
+            if not self.tc.keep_checkpoint:
+                io.remove(self._path("checkpoint.pt"))
         for cb in self.callbacks:
             cb.on_end(result)
         return result
+
+    def _one_epoch(self, metric: str) -> EpochRecord:
+        epoch = self.epoch
+        lr = self.optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        losses = self._train_epoch(epoch)
+        t1 = time.perf_counter()
+        valid = evaluate_model(self.model, self.evaluator, ["valid"], self.tc.seed,
+                               epoch + 1)["valid"]
+        improved = valid[metric] > self.best_value
+        test = (evaluate_model(self.model, self.evaluator, ["test"], self.tc.seed,
+                               epoch + 1)["test"] if improved else None)
+        t2 = time.perf_counter()
+        self.train_seconds += t1 - t0
+        self.eval_seconds += t2 - t1
+        self.eval_passes += 1
+        self.epoch = epoch + 1
+        if improved:
+            self.best_epoch, self.best_value = self.epoch, valid[metric]
+            self.best_valid, self.best_test = valid, test or {}
+            if self.run_dir is not None:
+                io.save_torch(self._path("best.pt"), {"epoch": self.epoch,
+                                                      "model": self.model.state_dict()})
+        self._stop_check(valid[metric])
+        record = EpochRecord(
+            epoch=self.epoch, lr=lr, losses=losses, valid=valid, test=test,
+            train_seconds=t1 - t0, eval_seconds=t2 - t1, improved=improved,
+            best_epoch=self.best_epoch, best_valid=self.best_value,
+        )
+        if self.run_dir is not None:
+            io.append_text(self._path("log.jsonl"), json.dumps(asdict(record)) + "\n")
+        self._rng = torch.get_rng_state()
+        self._save_checkpoint()
+        return record
 
     def result(self) -> Result:
         return Result(
@@ -399,6 +505,60 @@ class Trainer:
             config=self.config.flat(),
             run_dir=str(self.run_dir) if self.run_dir else None,
         )
+
+
+def evaluate_model(model: Recommender, evaluator: Evaluator, splits: Sequence[str], seed: int,
+                   epoch: int) -> dict[str, dict[str, float]]:
+    """Metrics on ``splits``. A model with evaluation noise is scored once per split, its
+    noise drawn from :func:`eval_generator` (seed, epoch, split); others once for all."""
+    out: dict[str, dict[str, float]] = {}
+    if not model.stochastic_eval:
+        u, i = model.final_embeddings()
+        return {s: evaluator.evaluate(u, i, s) for s in splits}
+    for s in splits:
+        gen = eval_generator(seed, epoch, s, evaluator.device)
+        u, i = model.final_embeddings(generator=gen)
+        out[s] = evaluator.evaluate(u, i, s)
+    return out
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's ``log.jsonl``; a torn last line (a kill mid-write) is skipped
+    with a warning, a damaged line elsewhere is an error naming it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc})") from None
+    records = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            if n == len(lines):
+                warnings.warn(f"{path}, line {n}: incomplete last line (cut by a kill?); "
+                              f"skipped", stacklevel=2)
+                break
+            raise CheckpointError(f"{path}, line {n}: not a JSON object") from None
+        records.append(rec)
+    return records
+
+
+def warn_if_data_changed(run_dir: Path, dataset: Dataset) -> None:
+    """Warn when the dataset's files differ from those the run was trained on."""
+    record = Path(run_dir) / DATA_RECORD
+    if dataset.path is None or not record.is_file():
+        return
+    saved = io.read_json(record)
+    diff = changed_files(saved, fingerprint(dataset.path))
+    if diff:
+        warnings.warn(f"{dataset.path}: the data changed since run {run_dir} was trained "
+                      f"({', '.join(diff)}); its results may not be reproducible", stacklevel=2)
 
 
 def fit(
@@ -430,9 +590,13 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
 
 
 def resume(run_dir: str | Path, dataset: Dataset | None = None, *,
-           callbacks: Sequence[Callback] = (), device: str | None = None) -> Result:
-    """Continue the interrupted run in ``run_dir`` (its saved config is used as is)."""
+           callbacks: Sequence[Callback] = (), device: str | None = None,
+           threads: int | None = None) -> Result:
+    """Continue the interrupted run in ``run_dir`` (its saved config is used as is; the
+    device and thread count, which do not change the result, may be given anew)."""
     config = load_run_config(run_dir)
     if device is not None:
         config = config.replace(device=device)
+    if threads is not None:
+        config = config.replace(threads=threads)
     return Trainer(config, dataset, run_dir=run_dir, callbacks=callbacks).run(resume=True)
