@@ -17,8 +17,9 @@ from mgnm.train.trainer import fit
 FAST = ["--set", "batch_size=64", "--set", "device=cpu"]
 
 
-def run_mgnm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+def run_mgnm(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "mgnm.cli", *map(str, args)], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=300)
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -148,3 +149,21 @@ def test_plot_errors_and_a_cut_log(finished_run, tmp_path):
     proc = run_mgnm("plot", cut, "-o", out)
     assert proc.returncode == 2
     assert error_line(proc).startswith(f"error: {cut / 'log.jsonl'}, line 2: not an epoch record")
+
+
+def test_missing_extras_are_named_in_one_line(tiny_dir, tmp_path):
+    block = tmp_path / "block"
+    for mod in ("ray", "optuna"):  # stand-ins that fail to import, as when not installed
+        (block / mod).mkdir(parents=True)
+        (block / mod / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {"PYTHONPATH": str(block)}
+    proc = run_mgnm("experiment", "table1", "--models", "bpr", "-d", tiny_dir, "--out",
+                    tmp_path / "exp", "--backend", "ray", "--set", "epochs=1", env=env)
+    assert proc.returncode == 2
+    assert error_line(proc) == "error: the Ray backend needs Ray: pip install 'mgnm[ray]'"
+    space = tmp_path / "space.yaml"
+    space.write_text("learning_rate: [0.01]\n")
+    proc = run_mgnm("tune", "bpr", "--data", tiny_dir, "--space", space, "--trials", "1",
+                    "--out", tmp_path / "t", env=env)
+    assert proc.returncode == 2
+    assert error_line(proc) == "error: mgnm tune needs Optuna: pip install 'mgnm[tune]'"

@@ -260,8 +260,17 @@ def _parse_seeds(spec: str) -> list[int]:
 @click.option("--jobs", "-j", type=int, default=1, show_default=True,
               help="Runs at once (in subprocesses, CPU threads split between them).")
 @click.option("--plot", is_flag=True, help="Also write plots (needs matplotlib).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: every run is a Ray task (pip install 'mgnm[ray]'; see docs/distributed.md).")
+@click.option("--address", help="ray: join this cluster (auto, HOST:PORT or ray://HOST:PORT); "
+              "default: start a local one. --out must then be on a filesystem every node shares.")
+@click.option("--cpus-per-run", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="ray: CPUs each run reserves.")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="ray: GPUs (or a fraction) each run reserves.")
 def experiment(name, data, seeds, models, model, reference_grids, grid_items, preset_suffix,
-               config_file, preset, sets, out, jobs, plot) -> None:
+               config_file, preset, sets, out, jobs, plot, backend, address, cpus_per_run,
+               gpus_per_run) -> None:
     """Run one of the paper's experiments (or any grid) and write its table.
 
     Every run is keyed by its whole resolved config: run again with the same config, finished
@@ -280,13 +289,61 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
     base.pop("model", None)
     out_dir = Path(out) if out else Path("experiments") / f"{name}-{Path(data).resolve().name}"
     result = sweep.run_experiment(
-        name, data, out_dir, _parse_seeds(seeds), base, jobs=jobs, plot=plot,
+        name, data, out_dir, _parse_seeds(seeds), base, jobs=jobs, plot=plot, backend=backend,
+        ray_options={"address": address, "cpus_per_run": cpus_per_run,
+                     "gpus_per_run": gpus_per_run},
         models=[m.strip() for m in models.split(",")] if models else None, model=model,
         reference_grids=reference_grids, grid=parse_set(grid_items),
         preset_suffix=preset_suffix)
     click.echo(result.text)
     click.echo(result.counts_line(), err=True)
     result.check()
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--data", "-d", type=click.Path(), required=True, help="MMRec-format dataset directory.")
+@click.option("--space", "space", type=click.Path(), required=True,
+              help="YAML search space (see docs/tuning.md).")
+@click.option("--trials", type=click.IntRange(min=1), required=True,
+              help="Trials to finish in total (a rerun continues the stored study).")
+@click.option("--sampler", type=click.Choice(["tpe", "random", "grid"]), default="tpe",
+              show_default=True)
+@click.option("--pruner", type=click.Choice(["median", "asha", "none"]), default="median",
+              show_default=True, help="Stops trials whose validation curve lags (per epoch).")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Epochs every trial runs before it can be pruned.")
+@click.option("--config", "config_file", type=click.Path(), help="YAML file of flat config keys.")
+@click.option("--preset", help="A named preset to start from (see `mgnm presets`).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config key for every trial.")
+@click.option("--out", type=click.Path(), help="Search directory (default tune/<model>-<data>).")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", help="ray: join this cluster (auto, HOST:PORT or ray://HOST:PORT).")
+@click.option("--cpus-per-run", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="ray: CPUs each trial reserves.")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="ray: GPUs (or a fraction) each trial reserves.")
+def tune(model, data, space, trials, sampler, pruner, warmup_epochs, config_file, preset, sets,
+         out, storage, backend, address, cpus_per_run, gpus_per_run) -> None:
+    """Search MODEL's hyper-parameters with Optuna, selected on validation; the chosen
+    trial's test metrics are computed once, at the end. Rerun to continue a search."""
+    from mgnm.train.config import load_config_file, load_preset, parse_set
+    from mgnm.tune.search import tune as run_tune
+
+    base: dict = {}
+    if preset:
+        base.update(load_preset(preset))
+    if config_file:
+        base.update(load_config_file(config_file))
+    base.update(parse_set(sets))
+    out_dir = Path(out) if out else Path("tune") / f"{model}-{Path(data).resolve().name}"
+    result = run_tune(model, data, space, trials, out_dir, base=base, sampler=sampler,
+                      pruner=pruner, warmup_epochs=warmup_epochs, backend=backend,
+                      storage=storage, on_trial=lambda line: click.echo(line, err=True),
+                      ray_options={"address": address, "cpus_per_run": cpus_per_run,
+                                   "gpus_per_run": gpus_per_run})
+    click.echo(result.text())
 
 
 @cli.command()
