@@ -167,3 +167,25 @@ def test_missing_extras_are_named_in_one_line(tiny_dir, tmp_path):
                     "--out", tmp_path / "t", env=env)
     assert proc.returncode == 2
     assert error_line(proc) == "error: mgnm tune needs Optuna: pip install 'mgnm[tune]'"
+
+
+def test_sweeps_drop_finished_checkpoints_and_jobs_set_threads(tiny_dir, tmp_path):
+    args = ["experiment", "table1", "--models", "bpr", "-d", tiny_dir, "--seeds", "1,2",
+            "--set", "epochs=2", *FAST]
+    proc = run_mgnm(*args, "--out", tmp_path / "a", "--jobs", "2")
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted(p for p in (tmp_path / "a").glob("bpr/*/seed*") if p.is_dir())
+    assert len(runs) == 2
+    for run in runs:
+        assert (run / "result.json").is_file() and (run / "best.pt").is_file()
+        assert not (run / "checkpoint.pt").exists()  # the default: not kept
+        config = json.loads((run / "result.json").read_text())["config"]
+        assert config["threads"] == max(1, (os.cpu_count() or 1) // 2)
+        assert config["keep_checkpoint"] is False
+    proc = run_mgnm(*args, "--out", tmp_path / "b", "--keep-checkpoints")
+    assert proc.returncode == 0, proc.stderr
+    kept = sorted((tmp_path / "b").glob("bpr/*/seed*/checkpoint.pt"))
+    assert len(kept) == 2
+    # the same runs: keep_checkpoint and threads say how to run, not what; they key no run
+    assert [p.parent.parent.name for p in kept] == [p.parent.name for p in runs]
+    assert "--keep-checkpoints / --no-keep-checkpoints" in run_mgnm("experiment", "--help").stdout

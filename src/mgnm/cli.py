@@ -258,7 +258,12 @@ def _parse_seeds(spec: str) -> list[int]:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config key for every run.")
 @click.option("--out", type=click.Path(), help="Experiment directory (default experiments/<name>-<data>).")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True,
-              help="Runs at once (in subprocesses, CPU threads split between them).")
+              help="Runs at once (in subprocesses; each gets config key threads = cores / N "
+              "unless --set threads=... is given).")
+@click.option("--keep-checkpoints/--no-keep-checkpoints", default=None,
+              help="Keep checkpoint.pt of runs that finished. Default: not kept (best.pt and "
+              "result.json stay; interrupted runs keep theirs to resume), unless --set "
+              "keep_checkpoint=true.")
 @click.option("--plot", is_flag=True, help="Also write plots (needs matplotlib).")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: every run is a Ray task (pip install 'mgnm[ray]'; see docs/distributed.md).")
@@ -269,8 +274,8 @@ def _parse_seeds(spec: str) -> list[int]:
 @click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="ray: GPUs (or a fraction) each run reserves.")
 def experiment(name, data, seeds, models, model, reference_grids, grid_items, preset_suffix,
-               config_file, preset, sets, out, jobs, plot, backend, address, cpus_per_run,
-               gpus_per_run) -> None:
+               config_file, preset, sets, out, jobs, keep_checkpoints, plot, backend, address,
+               cpus_per_run, gpus_per_run) -> None:
     """Run one of the paper's experiments (or any grid) and write its table.
 
     Every run is keyed by its whole resolved config: run again with the same config, finished
@@ -290,6 +295,7 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
     out_dir = Path(out) if out else Path("experiments") / f"{name}-{Path(data).resolve().name}"
     result = sweep.run_experiment(
         name, data, out_dir, _parse_seeds(seeds), base, jobs=jobs, plot=plot, backend=backend,
+        keep_checkpoints=keep_checkpoints,
         ray_options={"address": address, "cpus_per_run": cpus_per_run,
                      "gpus_per_run": gpus_per_run},
         models=[m.strip() for m in models.split(",")] if models else None, model=model,
@@ -313,6 +319,8 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
               show_default=True, help="Stops trials whose validation curve lags (per epoch).")
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=5, show_default=True,
               help="Epochs every trial runs before it can be pruned.")
+@click.option("--startup-trials", type=click.IntRange(min=0), default=5, show_default=True,
+              help="median: trials that finish before the pruner compares.")
 @click.option("--config", "config_file", type=click.Path(), help="YAML file of flat config keys.")
 @click.option("--preset", help="A named preset to start from (see `mgnm presets`).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config key for every trial.")
@@ -324,8 +332,8 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
               show_default=True, help="ray: CPUs each trial reserves.")
 @click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="ray: GPUs (or a fraction) each trial reserves.")
-def tune(model, data, space, trials, sampler, pruner, warmup_epochs, config_file, preset, sets,
-         out, storage, backend, address, cpus_per_run, gpus_per_run) -> None:
+def tune(model, data, space, trials, sampler, pruner, warmup_epochs, startup_trials, config_file,
+         preset, sets, out, storage, backend, address, cpus_per_run, gpus_per_run) -> None:
     """Search MODEL's hyper-parameters with Optuna, selected on validation; the chosen
     trial's test metrics are computed once, at the end. Rerun to continue a search."""
     from mgnm.train.config import load_config_file, load_preset, parse_set
@@ -339,7 +347,8 @@ def tune(model, data, space, trials, sampler, pruner, warmup_epochs, config_file
     base.update(parse_set(sets))
     out_dir = Path(out) if out else Path("tune") / f"{model}-{Path(data).resolve().name}"
     result = run_tune(model, data, space, trials, out_dir, base=base, sampler=sampler,
-                      pruner=pruner, warmup_epochs=warmup_epochs, backend=backend,
+                      pruner=pruner, warmup_epochs=warmup_epochs,
+                      startup_trials=startup_trials, backend=backend,
                       storage=storage, on_trial=lambda line: click.echo(line, err=True),
                       ray_options={"address": address, "cpus_per_run": cpus_per_run,
                                    "gpus_per_run": gpus_per_run})

@@ -13,6 +13,7 @@ test metrics are reported, never used to choose.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -181,6 +182,14 @@ def finished_result(spec: RunSpec) -> dict[str, Any] | None:
     return None
 
 
+def with_threads(spec: RunSpec, threads: int) -> RunSpec:
+    """``spec`` with config key ``threads`` set, unless the user set it (an execution key:
+    the run's directory and identity do not change)."""
+    if spec.config.get("threads") is not None:
+        return spec
+    return dataclasses.replace(spec, config={**spec.config, "threads": int(threads)})
+
+
 def run_one(spec: RunSpec, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Run (or resume, or skip when finished) one spec in this process."""
     done = finished_result(spec)
@@ -197,7 +206,7 @@ def _run_subprocess(spec: RunSpec, threads: int) -> dict[str, Any]:
     if done is not None:
         return done
     spec.run_dir.mkdir(parents=True, exist_ok=True)
-    io.write_yaml(spec.run_dir.parent / f"seed{spec.seed}.yaml", spec.config)
+    io.write_yaml(spec.run_dir.parent / f"seed{spec.seed}.yaml", with_threads(spec, threads).config)
     cmd = [sys.executable, "-m", "mgnm.cli", "train", "-q"]
     if (spec.run_dir / "checkpoint.pt").is_file():
         cmd += ["--resume", str(spec.run_dir)]

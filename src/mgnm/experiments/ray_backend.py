@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from mgnm.errors import MgnmError
-from mgnm.experiments.grid import RunOutcome, RunSpec, attempt, finished_result, run_one
+from mgnm.experiments.grid import (
+    RunOutcome,
+    RunSpec,
+    attempt,
+    finished_result,
+    run_one,
+    with_threads,
+)
 from mgnm.train.trainer import Callback
 
 
@@ -76,7 +83,8 @@ def run_all_ray(
     callbacks: Sequence[Callback] = (),
     poll_seconds: float = 1.0,
 ) -> list[RunOutcome]:
-    """Run every spec as a Ray task with ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs.
+    """Run every spec as a Ray task with ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs
+    (and as many torch threads as CPUs, unless the config sets ``threads``).
 
     Finished runs are reused on the driver; the others are submitted at once and Ray runs
     as many as the cluster's resources allow. ``num_cpus`` sizes a local Ray instance that
@@ -99,7 +107,9 @@ def run_all_ray(
         with ray_session(address, num_cpus) as ray:
             remote = ray.remote(_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run,
                                                max_retries=max_retries, retry_exceptions=False)
-            refs = {remote.remote(specs[i], list(callbacks)): i for i in todo}
+            threads = max(1, int(cpus_per_run))
+            refs = {remote.remote(with_threads(specs[i], threads), list(callbacks)): i
+                    for i in todo}
             slots = ray.cluster_resources().get("CPU", 1.0) / max(cpus_per_run, 1e-9)
             pending = list(refs)
             while pending:

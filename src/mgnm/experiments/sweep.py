@@ -160,8 +160,17 @@ class SweepProgress:
 def run_experiment(name: str, data: str | Path, out: Path, seeds: Sequence[int],
                    base: dict[str, Any], *, jobs: int = 1, backend: str = "local",
                    ray_options: dict[str, Any] | None = None, plot: bool = False,
+                   keep_checkpoints: bool | None = None,
                    stream: TextIO | None = None, **plan_kw: Any) -> ExperimentResult:
-    """Plan, run (finished runs reused, interrupted ones resumed) and summarise."""
+    """Plan, run (finished runs reused, interrupted ones resumed) and summarise.
+
+    ``keep_checkpoints`` sets ``keep_checkpoint`` of every run (None: keep an explicit
+    ``keep_checkpoint`` of ``base``, else False: a sweep keeps ``best.pt`` and ``result.json``
+    of a finished run, not its ``checkpoint.pt``; interrupted runs keep theirs to resume)."""
+    base = dict(base)
+    if keep_checkpoints is not None:
+        base["keep_checkpoint"] = bool(keep_checkpoints)
+    base.setdefault("keep_checkpoint", False)
     out = prepare_out(out)
     title, specs = plan(name, data, out, seeds, base, **plan_kw)
     stream = stream or sys.stderr

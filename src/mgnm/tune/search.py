@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mgnm.errors import ConfigError, MgnmError
-from mgnm.experiments.grid import RunSpec, attempt, plan_runs, run_one
+from mgnm.experiments.grid import RunSpec, attempt, plan_runs, run_one, with_threads
 from mgnm.train import io
 from mgnm.train.config import resolve_config
 from mgnm.train.trainer import Callback, EpochRecord
@@ -58,10 +58,11 @@ def make_sampler(name: str, params: list[Param], seed: int) -> Any:
     raise ConfigError(f"unknown sampler {name!r}; samplers: {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str, warmup_epochs: int) -> Any:
+def make_pruner(name: str, warmup_epochs: int, startup_trials: int = 5) -> Any:
     optuna = require_optuna()
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup_epochs)
+        return optuna.pruners.MedianPruner(n_startup_trials=startup_trials,
+                                           n_warmup_steps=warmup_epochs)
     if name == "asha":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup_epochs))
     if name == "none":
@@ -101,7 +102,7 @@ def run_trial(trial: Any, spec: RunSpec) -> dict[str, Any]:
             "seconds": time.monotonic() - t0}
 
 
-def _ray_trial(storage: str, trial_id: int, pruner: tuple[str, int], spec: RunSpec
+def _ray_trial(storage: str, trial_id: int, pruner: tuple[str, int, int], spec: RunSpec
                ) -> dict[str, Any]:
     """A trial in a Ray task: it joins the study over the shared storage to report and prune."""
     optuna = require_optuna()
@@ -206,7 +207,8 @@ def _counts(study: Any, total: int) -> dict[str, int]:
 
 def tune(model: str, data: str | Path, space: str | Path, trials: int, out: Path, *,
          base: dict[str, Any] | None = None, sampler: str = "tpe", pruner: str = "median",
-         warmup_epochs: int = 5, backend: str = "local", storage: str | None = None,
+         warmup_epochs: int = 5, startup_trials: int = 5, backend: str = "local",
+         storage: str | None = None,
          ray_options: dict[str, Any] | None = None,
          on_trial: Callable[[str], None] | None = None) -> TuneResult:
     """Run (or continue) a search until ``trials`` trials have finished; see the module doc."""
@@ -218,12 +220,14 @@ def tune(model: str, data: str | Path, space: str | Path, trials: int, out: Path
     t0 = time.monotonic()
     out = prepare_out(out)
     base = {k: v for k, v in (base or {}).items() if k != "model"}
+    base.setdefault("keep_checkpoint", False)  # finished trials keep best.pt, not checkpoint.pt
     base["data"] = str(Path(data).resolve())
     params = load_space(space, model, base)
     resolved = resolve_config({**base, "model": model}).flat()
     metric, seed = resolved["valid_metric"], int(resolved["seed"])
     digest = _identity_digest(model, base["data"], params, base, seed, metric)
-    study = open_study(out, storage, None, make_pruner(pruner, warmup_epochs), digest)
+    study = open_study(out, storage, None, make_pruner(pruner, warmup_epochs, startup_trials),
+                       digest)
     # seeded, and offset by the trials already stored so a continued search does not
     # propose its first trials again
     study.sampler = make_sampler(sampler, params, seed + len(study.get_trials(deepcopy=False)))
@@ -269,14 +273,15 @@ def tune(model: str, data: str | Path, space: str | Path, trials: int, out: Path
             tell(trial, spec, run_trial(trial, spec))
     elif backend == "ray":
         _run_on_ray(study, ask, tell, finished, trials, storage or f"sqlite:///{out / 'study.db'}",
-                    (pruner, warmup_epochs), ray_options or {})
+                    (pruner, warmup_epochs, startup_trials), ray_options or {})
     else:
         raise ConfigError(f"unknown backend {backend!r}; backends: local, ray")
     return _summarise(study, out, trials, metric, time.monotonic() - t0, new)
 
 
 def _run_on_ray(study: Any, ask: Callable, tell: Callable, finished: Callable[[], int],
-                trials: int, storage: str, pruner: tuple[str, int], opts: dict[str, Any]) -> None:
+                trials: int, storage: str, pruner: tuple[str, int, int], opts: dict[str, Any]
+                ) -> None:
     """Keep as many trials in flight as the cluster has room for; Ray places them."""
     from mgnm.experiments.ray_backend import ray_session
 
@@ -290,7 +295,8 @@ def _run_on_ray(study: Any, ask: Callable, tell: Callable, finished: Callable[[]
         while finished() + len(inflight) < trials or inflight:
             while finished() + len(inflight) < trials and len(inflight) < width:
                 trial, spec = ask()
-                inflight[task.remote(storage, trial._trial_id, pruner, spec)] = (trial, spec)
+                inflight[task.remote(storage, trial._trial_id, pruner,
+                                     with_threads(spec, max(1, int(cpus))))] = (trial, spec)
             ready, _ = ray.wait(list(inflight), num_returns=1)
             for ref in ready:
                 trial, spec = inflight.pop(ref)
