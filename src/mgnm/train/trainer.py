@@ -45,6 +45,7 @@ from mgnm.models import Recommender, get_model_class
 from mgnm.train import io
 from mgnm.train.config import RunConfig, resolve_config
 from mgnm.train.evaluator import Evaluator
+from mgnm.train.stopping import EarlyStopping
 
 CHECKPOINT_VERSION = 2
 DATA_RECORD = "data.json"  # the run's dataset: absolute path and a fingerprint of its files
@@ -269,9 +270,7 @@ class Trainer:
         self.best_value = -math.inf
         self.best_valid: dict[str, float] = {}
         self.best_test: dict[str, float] = {}
-        self.bad_epochs = 0
-        self.recent_valid: list[float] = []  # the last stop_window validation values
-        self.best_smoothed = -math.inf
+        self.stopping = EarlyStopping(self.tc.patience, self.tc.stop_window)
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.eval_passes = 0
@@ -317,8 +316,7 @@ class Trainer:
             "rng": {"torch": self._rng, "cuda": cuda_rng},
             "best": {"epoch": self.best_epoch, "value": self.best_value,
                      "valid": self.best_valid, "test": self.best_test},
-            "bad_epochs": self.bad_epochs,
-            "stopping": {"recent": list(self.recent_valid), "best_smoothed": self.best_smoothed},
+            "stopping": self.stopping.state(),
             "seconds": {"train": self.train_seconds, "eval": self.eval_seconds,
                         "eval_passes": self.eval_passes},
             "finished": self.finished,
@@ -341,9 +339,7 @@ class Trainer:
             self.epoch = int(state["epoch"])
             self.best_epoch, self.best_value = int(best["epoch"]), float(best["value"])
             self.best_valid, self.best_test = dict(best["valid"]), dict(best["test"])
-            self.bad_epochs = int(state["bad_epochs"])
-            self.recent_valid = [float(v) for v in state["stopping"]["recent"]]
-            self.best_smoothed = float(state["stopping"]["best_smoothed"])
+            self.stopping = EarlyStopping.from_state(state["stopping"])
             secs = state["seconds"]
             self.train_seconds, self.eval_seconds = float(secs["train"]), float(secs["eval"])
             self.eval_passes = int(secs["eval_passes"])
@@ -412,18 +408,6 @@ class Trainer:
             return evaluate_model(self.model, self.evaluator, splits, self.tc.seed,
                                   self.epoch if epoch is None else epoch)
 
-    def _stop_check(self, value: float) -> None:
-        """Early stopping on the moving average of the last ``stop_window`` values."""
-        self.recent_valid = (self.recent_valid + [value])[-self.tc.stop_window:]
-        smoothed = sum(self.recent_valid) / len(self.recent_valid)
-        if smoothed > self.best_smoothed:
-            self.best_smoothed = smoothed
-            self.bad_epochs = 0
-        else:
-            self.bad_epochs += 1
-            if self.bad_epochs > self.tc.patience:
-                self.finished = True
-
     def run(self, resume: bool = False) -> Result:
         if resume:
             self.resume()
@@ -474,7 +458,8 @@ class Trainer:
             if self.run_dir is not None:
                 io.save_torch(self._path("best.pt"), {"epoch": self.epoch,
                                                       "model": self.model.state_dict()})
-        self._stop_check(valid[metric])
+        if self.stopping.update(valid[metric]):
+            self.finished = True
         record = EpochRecord(
             epoch=self.epoch, lr=lr, losses=losses, valid=valid, test=test,
             train_seconds=t1 - t0, eval_seconds=t2 - t1, improved=improved,
