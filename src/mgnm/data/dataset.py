@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mgnm.data.idmap import IdMap, load_id_map
+from mgnm.data.text import read_lines
 from mgnm.errors import DataError
 
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
@@ -168,13 +169,7 @@ def _find_inter_file(root: Path) -> Path:
 
 
 def _read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    lines = text.splitlines()
+    lines = read_lines(path)
     if not lines or not lines[0].strip():
         raise DataError(f"{path}: empty file (expected a header row with {_cols()})")
     header = [h.strip() for h in lines[0].split("\t")]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mgnm.data.text import read_lines
 from mgnm.errors import DataError
 
 MAP_FILES = {"user": "u_id_map.tsv", "item": "i_id_map.tsv"}
@@ -85,13 +86,7 @@ def load_id_map(root: Path, kind: str, n: int) -> IdMap | None:
     path = root / MAP_FILES[kind]
     if not path.is_file():
         return None
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    lines = text.splitlines()
+    lines = read_lines(path)
     if not lines:
         raise DataError(f"{path}: empty file (expected a header row with "
                         f"{ORIGINAL_COLUMN}, {INDEX_COLUMNS[kind]})")
