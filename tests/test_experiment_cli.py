@@ -83,7 +83,8 @@ def test_selection_and_tables_follow_valid_metric_and_topk(tiny_dir, tmp_path):
 def test_failed_runs_exit_2_and_are_named(tiny_dir, tmp_path):
     out = tmp_path / "bad"
     proc = run_mgnm("experiment", "grid", "-m", "bpr", "-d", tiny_dir, "--out", out,
-                    "--grid", "learning_rate=[0.001,1e30]", "--set", "epochs=1", *FAST)
+                    "--grid", "learning_rate=[0.001,1e30]", "--set", "epochs=1", "--jobs", "2",
+                    *FAST)
     assert proc.returncode == 2
     assert error_line(proc) == ("error: 1 of 2 runs failed (listed above; finished runs are "
                                 "kept, run the command again to retry the others)")

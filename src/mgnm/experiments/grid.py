@@ -218,7 +218,8 @@ def _run_subprocess(spec: RunSpec, threads: int) -> dict[str, Any]:
         proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = (spec.run_dir.parent / f"seed{spec.seed}.log").read_text().strip().splitlines()
-        raise MgnmError(tail[-1] if tail else f"run failed with status {proc.returncode}")
+        raise MgnmError(tail[-1].removeprefix("error: ") if tail
+                        else f"run failed with status {proc.returncode}")
     return io.read_json(spec.run_dir / "result.json")
 
 

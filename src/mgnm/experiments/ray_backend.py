@@ -113,7 +113,7 @@ def run_all_ray(
             slots = ray.cluster_resources().get("CPU", 1.0) / max(cpus_per_run, 1e-9)
             pending = list(refs)
             while pending:
-                if on_running:
+                if on_running:  # Ray runs as many as fit; the others wait for resources
                     on_running(int(min(len(pending), max(slots, 1))))
                 ready, pending = ray.wait(pending, num_returns=1, timeout=poll_seconds)
                 for ref in ready:
