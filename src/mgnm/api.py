@@ -19,9 +19,10 @@ from mgnm.data.dataset import Dataset, load_dataset
 from mgnm.datasets import demo_path
 from mgnm.errors import CheckpointError, DataError
 from mgnm.models import Recommender
+from mgnm.predict.predictor import Predictor  # re-exported: api.Predictor
 from mgnm.train import io
 from mgnm.train.config import RunConfig, load_config_file, load_preset, resolve_config
-from mgnm.train.evaluator import Evaluator, recommend_topk
+from mgnm.train.evaluator import Evaluator
 from mgnm.train.trainer import (
     Callback,
     Result,
@@ -139,21 +140,13 @@ def evaluate_run(
 
 
 def recommend(
-    run_dir: str | Path, users: Sequence[int], k: int = 10, *,
+    run_dir: str | Path, users: Sequence[int | str], k: int = 10, *,
     exclude_train: bool = True, data: str | Path | Dataset | None = None,
 ) -> list[dict[str, Any]]:
-    """Top-``k`` items per user from the best model (training items excluded by default)."""
-    run = load_run(run_dir, data)
-    users_arr = np.asarray(list(users), dtype=np.int64)
-    bad = users_arr[(users_arr < 0) | (users_arr >= run.dataset.n_users)]
-    if bad.size:
-        raise DataError(f"user {bad[0]} is out of range: the dataset has users 0.."
-                        f"{run.dataset.n_users - 1}")
-    u, i = run.embeddings()
-    exclude = (run.dataset.train.users, run.dataset.train.items) if exclude_train else None
-    items, scores = recommend_topk(u, i, users_arr, k, exclude)
-    return [{"user": int(usr), "items": items[r].tolist(),
-             "scores": [float(s) for s in scores[r]]} for r, usr in enumerate(users_arr)]
+    """Top-``k`` items per user from the best model (see :class:`Predictor` for which items
+    are eligible; training items excluded by default). Users are original IDs where the
+    dataset has ``u_id_map.tsv``, indices otherwise."""
+    return [r.to_dict() for r in Predictor.load(run_dir, data).recommend(users, k, exclude_train)]
 
 
 def export_embeddings(run_dir: str | Path, path: str | Path,
@@ -164,6 +157,10 @@ def export_embeddings(run_dir: str | Path, path: str | Path,
     import io as _io
 
     buf = _io.BytesIO()
-    np.savez(buf, user_embeddings=u.cpu().numpy(), item_embeddings=i.cpu().numpy())
+    arrays = {"user_embeddings": u.cpu().numpy(), "item_embeddings": i.cpu().numpy()}
+    for key, id_map in (("user_ids", run.dataset.user_map), ("item_ids", run.dataset.item_map)):
+        if id_map is not None:  # plain unicode arrays: they load without pickle
+            arrays[key] = np.asarray(id_map.original, dtype=str)
+    np.savez(buf, **arrays)
     io.atomic_write_bytes(path, buf.getvalue())
     return Path(path)

@@ -188,33 +188,20 @@ def presets() -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--users", required=True, help="Comma-separated user IDs, or @FILE with one per line.")
+@click.option("--users", help="Comma-separated user IDs (original IDs where the dataset has "
+              "u_id_map.tsv, else indices), or @FILE with one per line.")
+@click.option("--all-users", is_flag=True, help="Every user with a training interaction.")
 @click.option("-k", "--k", "k", type=int, default=10, show_default=True)
+@click.option("--output", "-o", type=click.Path(), help="Write a TSV file with a header "
+              "(streamed, atomic) instead of printing.")
 @click.option("--include-train", is_flag=True, help="Do not exclude the users' training items.")
 @click.option("--data", "-d", type=click.Path(), help="Dataset directory, if it moved.")
-def recommend(run_dir, users, k, include_train, data) -> None:
-    """Top-K recommendations of a run's best model (tab-separated: user, rank, item, score)."""
-    from mgnm import api
+def recommend(run_dir, users, all_users, k, output, include_train, data) -> None:
+    """Top-K recommendations of a run's best model (tab-separated: user, rank, item, score,
+    and the item's title where the dataset's i_id_map.tsv has one)."""
+    from mgnm.predict.tasks import recommend_command
 
-    ids = _parse_users(users)
-    for row in api.recommend(run_dir, ids, k, exclude_train=not include_train, data=data):
-        for rank, (item, score) in enumerate(zip(row["items"], row["scores"], strict=True), 1):
-            click.echo(f"{row['user']}\t{rank}\t{item}\t{score:.6f}")
-
-
-def _parse_users(spec: str) -> list[int]:
-    if spec.startswith("@"):
-        try:
-            text = Path(spec[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise click.UsageError(f"--users {spec}: cannot read ({exc.strerror})") from None
-        parts = text.split()
-    else:
-        parts = [p for p in spec.split(",") if p.strip()]
-    try:
-        return [int(p) for p in parts]
-    except ValueError:
-        raise click.UsageError(f"--users {spec!r}: expected integers") from None
+    recommend_command(run_dir, users, all_users, k, output, not include_train, data, click.echo)
 
 
 @cli.command()
@@ -227,6 +214,66 @@ def export(run_dir, output, data) -> None:
 
     path = api.export_embeddings(run_dir, output, data=data)
     click.echo(f"wrote {path}")
+
+
+@cli.command("cold-split")
+@click.argument("data_dir", type=click.Path())
+@click.option("--fraction", type=float, default=0.1, show_default=True,
+              help="Fraction of the items that leave training.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(), required=True, help="New dataset directory.")
+def cold_split(data_dir, fraction, seed, out) -> None:
+    """Make a cold-start dataset: a seeded fraction of items leaves training (half of them
+    with all their interactions become validation, half test)."""
+    from mgnm.predict.coldsplit import cold_split as make
+
+    s = make(data_dir, out, fraction, seed)
+    click.echo(f"wrote {s.out}: {s.cold_valid_items} cold validation items, "
+               f"{s.cold_test_items} cold test items; rows train {s.train_rows} / "
+               f"valid {s.valid_rows} / test {s.test_rows}")
+
+
+@cli.command("evaluate-cold")
+@click.argument("run_dir", type=click.Path(), required=False)
+@click.option("--data", "-d", type=click.Path(), help="Dataset directory (required with "
+              "--content-knn; else only if the run's data moved).")
+@click.option("--content-knn", is_flag=True, help="Evaluate the content-only kNN baseline on "
+              "--data instead of a run.")
+@click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True)
+@click.option("--weights", type=click.Choice(["best", "last"]), default="best",
+              show_default=True, help="The best validation epoch's weights, or the last "
+              "epoch's (checkpoint.pt; see docs/serving.md).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluate_cold(run_dir, data, content_knn, split, weights, as_json) -> None:
+    """Rank a cold-start split's cold items for each user who has one (Recall/NDCG@K)."""
+    from mgnm.predict.coldeval import evaluate_cold as run_eval
+
+    if content_knn == (run_dir is not None):
+        raise click.UsageError("give a RUN_DIR, or --content-knn with --data")
+    res = run_eval(None if content_knn else run_dir, data=data, split=split, weights=weights)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items())
+    click.echo(f"{res['scorer']} on {split}: {res['cold_items']} cold items, {res['users']} "
+               f"users  {metrics}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--max-body-kb", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Largest request body accepted (larger: 413).")
+@click.option("--data", "-d", type=click.Path(), help="Dataset directory, if it moved.")
+def serve(run_dir, host, port, max_body_kb, data) -> None:
+    """Serve a run over HTTP (FastAPI + uvicorn; extra `serve`). See docs/serving.md."""
+    from mgnm.serve import require_serve_extra
+
+    require_serve_extra()
+    from mgnm.serve.app import run_server
+
+    run_server(run_dir, host, port, data=data, max_body=max_body_kb * 1024)
 
 
 def _parse_seeds(spec: str) -> list[int]:

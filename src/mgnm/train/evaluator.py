@@ -145,22 +145,42 @@ class Evaluator:
 def recommend_topk(
     user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray, k: int,
     exclude: tuple[np.ndarray, np.ndarray] | None = None, batch_size: int = 4096,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` items and scores for ``users``; ``exclude`` = (users, items) pairs to mask."""
-    n_users = user_emb.shape[0]
+    *, eligible: np.ndarray | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Top-``k`` items and scores of each of ``users`` (rows of ``user_emb``), best first.
+
+    ``exclude`` = (users, items) pairs never returned (the users' training items);
+    ``eligible`` = boolean mask of the items that may be returned (default: all). A user gets
+    ``min(k, eligible items not excluded)`` items, so the lists may be shorter than ``k`` and
+    never hold an excluded item or an infinite score. ``k`` must be at least 1.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1 (got {k})")
+    n_users, n_items = user_emb.shape[0], item_emb.shape[0]
     ptr = idx = None
     if exclude is not None:
         ptr, idx = _csr(np.asarray(exclude[0]), np.asarray(exclude[1]), n_users)
+    allowed = np.ones(n_items, dtype=bool) if eligible is None else np.asarray(eligible, bool)
+    blocked = torch.as_tensor(~allowed, device=item_emb.device)
     users = np.asarray(users, dtype=np.int64)
-    out_i, out_s = [], []
+    out_i: list[np.ndarray] = []
+    out_s: list[np.ndarray] = []
     for start in range(0, users.size, batch_size):
         ub = users[start:start + batch_size]
         scores = user_emb[torch.as_tensor(ub, device=user_emb.device)] @ item_emb.t()
+        scores[:, blocked] = -math.inf
+        n_ok = np.full(ub.size, int(allowed.sum()))
         if ptr is not None:
             r, c, _ = _gather_rows(ptr, idx, ub)
+            hit = allowed[c]  # excluded pairs that would otherwise count as eligible
+            key = np.unique(r[hit] * n_items + c[hit])  # each pair once
+            r, c = key // n_items, key % n_items
+            n_ok -= np.bincount(r, minlength=ub.size)
             dev = scores.device
             scores[torch.as_tensor(r, device=dev), torch.as_tensor(c, device=dev)] = -math.inf
-        top = scores.topk(min(k, item_emb.shape[0]), dim=1)
-        out_i.append(top.indices.cpu().numpy())
-        out_s.append(top.values.cpu().numpy())
-    return np.concatenate(out_i), np.concatenate(out_s)
+        top = scores.topk(min(k, n_items), dim=1)
+        ti, ts = top.indices.cpu().numpy(), top.values.cpu().numpy()
+        for row, n in enumerate(np.minimum(n_ok, k)):
+            out_i.append(ti[row, :n])
+            out_s.append(ts[row, :n])
+    return out_i, out_s
