@@ -119,8 +119,8 @@ def test_keep_checkpoint_false_removes_it_when_finished(tiny, tmp_path):
 def simulate_stop(values: list[float], patience: int, window: int) -> int:
     """The epoch at which training stops, by the rule written out plainly."""
     best, bad = -np.inf, 0
-    for e in range(1, len(values) + 1):
-        smoothed = float(np.mean(values[max(0, e - window):e]))
+    for e in range(window, len(values) + 1):  # from the first full window on
+        smoothed = float(np.mean(values[e - window:e]))
         if smoothed > best:
             best, bad = smoothed, 0
         else:

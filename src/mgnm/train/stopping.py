@@ -1,8 +1,10 @@
 """Early stopping on the validation curve, raw or smoothed (PROTOCOL: patience 20).
 
 The rule: after every epoch the validation metric joins a window of the last ``window``
-values; training stops once the window's mean has not strictly improved for more than
-``patience`` epochs. ``window = 1`` is the usual rule on the raw curve. The best epoch (whose
+values; once the window is full, training stops when its mean has not strictly improved for
+more than ``patience`` epochs (the first ``window - 1`` epochs never count against it, so a
+lucky first epoch cannot stand for a whole window). ``window = 1`` is the usual rule on the
+raw curve. The best epoch (whose
 weights and test metrics are reported) is chosen on the raw curve either way: smoothing only
 decides when to stop, so a noisy curve stops less by chance.
 """
@@ -25,6 +27,8 @@ class EarlyStopping:
     def update(self, value: float) -> bool:
         """Record one epoch's validation value; True when training should stop now."""
         self.recent = (self.recent + [float(value)])[-self.window:]
+        if len(self.recent) < self.window:
+            return False
         smoothed = sum(self.recent) / len(self.recent)
         if smoothed > self.best_smoothed:
             self.best_smoothed, self.bad_epochs = smoothed, 0
