@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -31,22 +32,24 @@ def _text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _repo_files() -> set[Path]:
+@functools.cache
+def _repo_files() -> frozenset[Path]:
     """Every file under the repository root, outside hidden, virtual-env and cache folders."""
     out = set()
     for dirpath, dirnames, filenames in os.walk(ROOT):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in
                        ("__pycache__", "build", "dist", "runs") and not d.endswith(".egg-info")]
         out.update(Path(dirpath, f).resolve() for f in filenames)
-    return out
+    return frozenset(out)
 
 
-def package_outputs() -> set[str]:
+@functools.cache
+def package_outputs() -> frozenset[str]:
     """Markdown file names the package itself writes (string literals such as "summary.md")."""
     names: set[str] = set()
     for src in (ROOT / "src" / "mgnm").rglob("*.py"):
         names.update(re.findall(r"[\"']([\w.-]+\.md)[\"']", src.read_text(encoding="utf-8")))
-    return names
+    return frozenset(names)
 
 
 def slug(heading: str) -> str:
