@@ -1,0 +1,65 @@
+"""benchmarks/bench_scaling.py's synthetic graphs: scaled sizes, the source's degree
+distribution, distinct pairs, MMRec format the loader accepts; and its slope."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_scaling as bs  # noqa: E402
+
+from mgnm.data import load_dataset  # noqa: E402
+
+
+@pytest.fixture
+def source_degrees(tiny_dir):
+    return bs.degree_sequences(tiny_dir / "tiny.inter", np.random.default_rng(0))
+
+
+def test_degree_sequences_are_the_source_file_counts(tiny_dir, source_degrees):
+    user_deg, item_deg, where = source_degrees
+    rows = [line.split("\t") for line in (tiny_dir / "tiny.inter").read_text().splitlines()[1:]]
+    users = [int(r[0]) for r in rows]
+    assert where == str(tiny_dir / "tiny.inter")
+    assert user_deg.sum() == item_deg.sum() == len(rows)
+    assert all(user_deg[u] == users.count(u) for u in set(users))
+
+
+def test_scaled_graph_keeps_sizes_degrees_and_distinct_pairs(source_degrees, tmp_path):
+    user_deg, item_deg, _ = source_degrees
+    rng = np.random.default_rng(1)
+    users, items, n_u, n_i = bs.synthetic_graph(user_deg, item_deg, 4, rng)
+    assert n_u == 4 * user_deg.size
+    assert n_i <= 4 * item_deg.size and items.max() == n_i - 1  # ids compact
+    pairs = users.astype(np.int64) * n_i + items
+    assert np.unique(pairs).size == pairs.size
+    # every user's degree is one of the source's user degrees (no pair was lost on 4x items)
+    assert set(np.bincount(users, minlength=n_u).tolist()) <= set(user_deg.tolist())
+    assert abs(users.size / (4 * user_deg.sum()) - 1) < 0.1
+    labels = bs.split_labels(users, rng)
+    for u in range(n_u):  # per user: round(0.1 d) >= 1 test rows, as many validation rows
+        lab = labels[users == u]
+        k = max(1, round(0.1 * lab.size))
+        assert (lab == 2).sum() == k and (lab == 1).sum() == k, (u, lab)
+    d = bs.write_graph(tmp_path, "synth4x", users, items, labels, n_i, {"image": 3}, rng)
+    ds = load_dataset(d)
+    assert (ds.n_users, ds.n_items) == (n_u, n_i)
+    assert len(ds.train.users) == int((labels == 0).sum())
+    assert ds.features["image"].shape == (n_i, 3)
+
+
+def test_power_law_fallback_has_babys_counts():
+    user_deg, item_deg, where = bs.degree_sequences(None, np.random.default_rng(0))
+    assert where.startswith("power law")
+    assert (user_deg.size, item_deg.size) == bs.BABY_COUNTS[:2]
+    assert user_deg.min() >= 5 and item_deg.min() >= 5
+
+
+def test_slope_of_a_power_law_is_its_exponent():
+    x = [1e5, 4e5, 1.6e6]
+    assert bs.slope(x, [3 * v**1.5 for v in x]) == pytest.approx(1.5)
+    assert bs.slope(x, [7 * v for v in x]) == pytest.approx(1.0)
