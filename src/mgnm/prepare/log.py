@@ -32,7 +32,7 @@ from mgnm.prepare.progress import Pass
 FORMATS = ("csv", "tsv", "jsonl")
 _SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".inter": "tsv", ".json": "jsonl",
                   ".jsonl": "jsonl", ".ndjson": "jsonl"}
-PROGRESS_EVERY = 1 << 15  # records between progress-bar updates
+PROGRESS_EVERY = 1 << 12  # records between progress-bar updates
 
 
 class _Hashing(io.RawIOBase):
@@ -95,7 +95,7 @@ class Source:
     def text(self) -> io.TextIOWrapper:
         # kept on self: a collected wrapper would close the streams below it
         if self._text is None:
-            self._text = io.TextIOWrapper(self.stream, encoding="utf-8", newline="")
+            self._text = io.TextIOWrapper(self.stream, encoding="utf-8-sig", newline="")
         return self._text
 
     def close(self) -> None:
