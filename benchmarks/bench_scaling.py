@@ -14,9 +14,11 @@ user/item/interaction counts (19445 / 7050 / 160792). Splits per user: max(1, ro
 test and as many validation rows, the rest train (users under 3 rows: all train). MGNM gets
 seeded random feature files (``--features``, default image:128,text:128).
 
-Each (size, model) runs benchmarks/bench_epoch.py's ``measure`` in a fresh process: the median
-of ``--epochs`` training epochs after one warm-up epoch, one validation pass per epoch, and
-the process's peak RSS.
+A size's graph depends only on ``--seed`` and the size. Each (size, model) runs
+benchmarks/bench_epoch.py's ``measure`` in a fresh process: the median of ``--epochs``
+training epochs after one warm-up epoch, one validation pass per epoch, and the process's
+peak RSS. ``--include`` adds the rows of an earlier run's ``--json`` (sizes
+measured separately) to the table, the slopes and the plot.
 """
 
 from __future__ import annotations
@@ -160,15 +162,17 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", type=Path)
     p.add_argument("--json", type=Path)
+    p.add_argument("--include", type=Path, action="append", default=[],
+                   help="rows of an earlier run (its --json) to tabulate and plot with these")
     args = p.parse_args()
-    rng = np.random.default_rng(args.seed)
     feats = {m: int(d) for m, d in (x.split(":") for x in args.features.split(","))}
-    user_deg, item_deg, source = degree_sequences(args.source, rng)
+    user_deg, item_deg, source = degree_sequences(args.source, np.random.default_rng(args.seed))
     print(f"degrees from {source}: {user_deg.size} users, {item_deg.size} items, "
           f"{int(user_deg.sum())} interactions", flush=True)
-    rows = []
+    rows = [r for path in args.include for r in json.loads(path.read_text())["rows"]]
     with tempfile.TemporaryDirectory(prefix="mgnm-scaling-") as tmp:
-        for scale in (int(s) for s in args.scales.split(",")):
+        for scale in (int(s) for s in args.scales.split(",") if s):
+            rng = np.random.default_rng(1000 * args.seed + scale - 1)  # per size, same in any run
             users, items, n_u, n_i = synthetic_graph(user_deg, item_deg, scale, rng)
             labels = split_labels(users, rng)
             data = write_graph(Path(tmp), f"synth{scale}x", users, items, labels, n_i, feats, rng)
@@ -180,6 +184,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     print("\n| size | users | items | interactions | model | s/epoch | s/eval | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|")
+    rows.sort(key=lambda r: (r["scale"], r["model"]))
     for r in rows:
         print(f"| {r['scale']}x | {r['users']} | {r['items']} | {r['interactions']} | {r['model']} "
               f"| {r['epoch_s']:.2f} | {r['eval_s']:.2f} | {r['peak_rss_mb']} |")
