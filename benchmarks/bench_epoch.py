@@ -50,20 +50,22 @@ def measure(args: argparse.Namespace) -> dict:
         ds = replace(ds, features=feats)
     cfg = resolve_config({"model": args.model, "device": args.device}, parse_set(args.set or []))
     trainer = Trainer(cfg, ds)
-    train_times, eval_times = [], []
+    train_times, eval_times, train_cpu, eval_cpu = [], [], [], []
     for epoch in range(args.epochs + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         trainer.train_epoch(epoch)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         trainer.evaluate(["valid"])
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         if epoch > 0:  # the first epoch warms up allocators and caches
             train_times.append(t1 - t0)
             eval_times.append(t2 - t1)
+            train_cpu.append(c1 - c0)
+            eval_cpu.append(c2 - c1)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mb = (torch.cuda.max_memory_allocated() / 2**20) if trainer.device.type == "cuda" else None
     return {
@@ -72,6 +74,9 @@ def measure(args: argparse.Namespace) -> dict:
                                          if trainer.device.type == "cuda" else ""),
         "threads": torch.get_num_threads(), "batches_per_epoch": len(trainer.sampler),
         "epoch_s": statistics.median(train_times), "eval_s": statistics.median(eval_times),
+        # CPU seconds of this process (all its threads): on a shared machine, unlike the wall
+        # seconds above, they do not grow with the other processes' load
+        "epoch_cpu_s": statistics.median(train_cpu), "eval_cpu_s": statistics.median(eval_cpu),
         "peak_rss_mb": round(peak_mb), "peak_gpu_mb": round(gpu_mb) if gpu_mb else None,
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
     }
