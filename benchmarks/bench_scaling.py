@@ -125,6 +125,10 @@ def slope(x: list[float], y: list[float]) -> float:
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
+def cpu(row: dict, key: str) -> str:
+    return f"{row[key]:.2f}" if key in row else "–"
+
+
 def plot(rows: list[dict], path: Path) -> None:
     try:
         import matplotlib
@@ -134,13 +138,17 @@ def plot(rows: list[dict], path: Path) -> None:
     except ImportError:
         sys.exit("error: the plot needs matplotlib: pip install 'mgnm[plot]'")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, key, label in ((axes[0], "epoch_s", "seconds per training epoch"),
-                           (axes[1], "peak_rss_mb", "peak RSS (MB)")):
-        for model in sorted({r["model"] for r in rows}):
-            pts = sorted((r["interactions"], r[key]) for r in rows if r["model"] == model)
+    for ax, keys, label in ((axes[0], ("epoch_s", "epoch_cpu_s"), "seconds per training epoch"),
+                            (axes[1], ("peak_rss_mb",), "peak RSS (MB)")):
+        for model, key in ((m, k) for m in sorted({r["model"] for r in rows}) for k in keys):
+            pts = sorted((r["interactions"], r[key]) for r in rows
+                         if r["model"] == model and key in r)
+            if not pts:
+                continue
             x, y = zip(*pts, strict=True)
             s = f", slope {slope(list(x), list(y)):.2f}" if len(x) > 1 else ""
-            ax.loglog(x, y, "o-", label=f"{model}{s}")
+            what = {"epoch_s": " wall", "epoch_cpu_s": " CPU"}.get(key, "")
+            ax.loglog(x, y, "o-" if key != "epoch_cpu_s" else "s--", label=f"{model}{what}{s}")
             ref = np.array([x[0], x[-1]], dtype=float)
             ax.loglog(ref, y[0] * ref / ref[0], ":", color="grey", lw=1)
         ax.set_xlabel("training interactions")
@@ -182,23 +190,24 @@ def main() -> None:
             for r in measure(data, args.models.split(","), args.epochs):
                 rows.append({**size, **r})
                 print(json.dumps(rows[-1]), flush=True)
-    print("\n| size | users | items | interactions | model | s/epoch | s/eval | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| size | users | items | interactions | model | s/epoch (wall) | CPU s/epoch | s/eval "
+          "(wall) | CPU s/eval | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     rows.sort(key=lambda r: (r["scale"], r["model"]))
     for r in rows:
         print(f"| {r['scale']}x | {r['users']} | {r['items']} | {r['interactions']} | {r['model']} "
-              f"| {r['epoch_s']:.2f} | {r['eval_s']:.2f} | {r['peak_rss_mb']} |")
+              f"| {r['epoch_s']:.2f} | {cpu(r, 'epoch_cpu_s')} | {r['eval_s']:.2f} | "
+              f"{cpu(r, 'eval_cpu_s')} | {r['peak_rss_mb']} |")
     slopes = {}
     for model in sorted({r["model"] for r in rows}):
         mine = [r for r in rows if r["model"] == model]
         if len(mine) > 1:
             x = [r["interactions"] for r in mine]
-            slopes[model] = {"epoch_s": slope(x, [r["epoch_s"] for r in mine]),
-                             "eval_s": slope(x, [r["eval_s"] for r in mine]),
-                             "peak_rss_mb": slope(x, [r["peak_rss_mb"] for r in mine])}
-            print(f"{model}: slope of log(s/epoch) vs log(interactions) "
-                  f"{slopes[model]['epoch_s']:.2f}; s/eval {slopes[model]['eval_s']:.2f}; "
-                  f"peak RSS {slopes[model]['peak_rss_mb']:.2f}")
+            keys = ["epoch_s", "epoch_cpu_s", "eval_s", "eval_cpu_s", "peak_rss_mb"]
+            slopes[model] = {k: slope(x, [r[k] for r in mine]) for k in keys
+                             if all(k in r for r in mine)}
+            print(f"{model}: slope against log(interactions): " + ", ".join(
+                f"{k} {v:.2f}" for k, v in slopes[model].items()))
     if args.plot and rows:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")
