@@ -1,4 +1,4 @@
-"""BM3 (BASELINES.md section 7) against a direct dense computation on a tiny graph: the loss
+"""BM3 (docs/baselines.md section 7) against a direct dense computation on a tiny graph: the loss
 without negatives, the stop-gradient on the targets, the whole-table regulariser, the scores."""
 
 from __future__ import annotations

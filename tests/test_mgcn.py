@@ -1,4 +1,4 @@
-"""MGCN (BASELINES.md section 8) against a slow per-node reference on a tiny input: kNN graphs
+"""MGCN (docs/baselines.md section 8) against a slow per-node reference on a tiny input: kNN graphs
 from the raw features, purifier from the fine-tuned ones, attention, preference gates read
 from the ID view, the side view divided by |M| + 1; the loss terms; InfoNCE against a loop."""
 

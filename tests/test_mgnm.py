@@ -37,7 +37,7 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def reference_forward(model: MGNM, ds) -> torch.Tensor:
-    """MGNM-SPEC.md written densely and plainly: E* for evaluation (no noise, no dropout)."""
+    """docs/model.md written densely and plainly: E* for evaluation (no noise, no dropout)."""
     cfg = model.config
     r = dense_r(ds)
     adj = dense_adj(ds)

@@ -295,7 +295,7 @@ def dense_symnorm(k: torch.Tensor) -> torch.Tensor:
 def item_knn_graph(
     features: torch.Tensor, k: int, *, weighted: bool, device="cpu", fmt: str = "auto"
 ) -> SparseOp:
-    """``symnorm(kNN_k(features))`` as a constant sparse operator (BASELINES.md notation).
+    """``symnorm(kNN_k(features))`` as a constant sparse operator (docs/baselines.md notation).
 
     Not symmetric in general (row i keeps i's neighbours), so the transpose is kept for the
     backward pass.

@@ -1,4 +1,4 @@
-"""Vectorised BPR triple sampling (PROTOCOL.md, "Training").
+"""Vectorised BPR triple sampling (docs/protocol.md, "Training").
 
 One epoch is every training pair once, in a fresh random order, cut into batches. Each pair
 gets one negative drawn uniformly from the items that occur in the train split and redrawn

@@ -41,7 +41,7 @@ class Recommender(nn.Module):
     uses_negatives: ClassVar[bool] = True
     #: overrides of the training defaults (learning-rate schedule, ...)
     train_defaults: ClassVar[dict[str, Any]] = {}
-    #: the reference hyperparameter grid (BASELINES.md), as lists per key
+    #: the reference hyperparameter grid (docs/baselines.md), as lists per key
     grid: ClassVar[dict[str, list]] = {}
 
     def __init__(self, config: ModelConfig, inputs: ModelInputs) -> None:

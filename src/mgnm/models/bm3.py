@@ -1,5 +1,5 @@
 """BM3 (Zhou et al., "Bootstrap Latent Representations for Multi-modal Recommendation",
-WWW 2023), as MMRec trains it (BASELINES.md section 7).
+WWW 2023), as MMRec trains it (docs/baselines.md section 7).
 
 Self-supervised training without negative samples: online embeddings pass through a shared
 predictor and are pulled (by cosine) towards *targets*, which are dropout-perturbed copies of

@@ -1,4 +1,4 @@
-"""BPR-MF (Rendle et al., UAI 2009), as MMRec trains it (BASELINES.md section 1)."""
+"""BPR-MF (Rendle et al., UAI 2009), as MMRec trains it (docs/baselines.md section 1)."""
 
 from __future__ import annotations
 

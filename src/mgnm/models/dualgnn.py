@@ -1,5 +1,5 @@
 """DualGNN (Wang et al., "DualGNN: Dual Graph Neural Network for Multimedia Recommendation",
-IEEE Transactions on Multimedia 2021), as MMRec trains it (BASELINES.md section 5).
+IEEE Transactions on Multimedia 2021), as MMRec trains it (docs/baselines.md section 5).
 
 Per-modality propagation on the user-item graph gives modality-specific user and item
 representations; each user fuses its modalities with learned weights; a user-user

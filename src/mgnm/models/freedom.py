@@ -1,5 +1,5 @@
 """FREEDOM (Zhou and Shen, "A Tale of Two Graphs: Freezing and Denoising Graph Structures for
-Multimodal Recommendation", ACM MM 2023), as MMRec trains it (BASELINES.md section 9).
+Multimodal Recommendation", ACM MM 2023), as MMRec trains it (docs/baselines.md section 9).
 
 LATTICE with the item-item graph frozen (a mixture of per-modality binary kNN graphs of the raw
 features), plus denoising of the user-item graph: every epoch, degree-sensitive edge pruning

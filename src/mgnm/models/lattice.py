@@ -1,5 +1,5 @@
 """LATTICE (Zhang et al., "Mining Latent Structures for Multimedia Recommendation", ACM MM 2021),
-as MMRec trains it (BASELINES.md section 6).
+as MMRec trains it (docs/baselines.md section 6).
 
 Each modality's fine-tuned features are projected and turned into a learned item-item kNN graph;
 the modalities are mixed with softmax weights, anchored to the frozen graphs of the raw
@@ -55,7 +55,7 @@ class LATTICE(Recommender):
     - ``h = G^{L_i} Q``, ``E = LGN_2([P; Q]; D~^-1 (A + I))``, items ``E_I + nrm(h)``;
     - loss ``BPR + reg_weight * 1/2 sum ||rows||^2 / reg_batch_size`` on the final rows.
 
-    As in MMRec (and not in the paper, BASELINES.md "Where MMRec departs"): ``G`` is rebuilt
+    As in MMRec (and not in the paper, docs/baselines.md "Where MMRec departs"): ``G`` is rebuilt
     with gradient on the first batch of each epoch only and reused detached on the others, so
     ``T_m``, ``F~_m`` and ``a`` get a gradient once per epoch (the trainer sets gradients to
     None, so Adam skips them on the other batches); and the learned part normalises the

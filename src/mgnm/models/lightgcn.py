@@ -1,4 +1,4 @@
-"""LightGCN (He et al., SIGIR 2020), as MMRec trains it (BASELINES.md section 2)."""
+"""LightGCN (He et al., SIGIR 2020), as MMRec trains it (docs/baselines.md section 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Loss terms shared by several models (BASELINES.md, "Regularisers are not one thing")."""
+"""Loss terms shared by several models (docs/baselines.md, "Regularisers are not one thing")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """MGCN (Yu et al., "Multi-View Graph Convolutional Network for Multimedia Recommendation",
-ACM MM 2023), as MMRec trains it (BASELINES.md section 8).
+ACM MM 2023), as MMRec trains it (docs/baselines.md section 8).
 
 Three views: the user-item view (LightGCN on IDs); the item-item view, where each modality's
 projected features gate ("purify") the item IDs, which are propagated on a frozen kNN graph of

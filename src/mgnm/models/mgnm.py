@@ -1,6 +1,6 @@
 """MGNM (Mo et al.) and its parent LGMRec (Guo et al., AAAI 2024): one implementation.
 
-The reading of the paper's equations is ``MGNM-SPEC.md`` (shared/docs); equation numbers in
+The reading of the paper's equations is ``docs/model.md`` (docs/); equation numbers in
 comments are the paper's. LGMRec is this model with the purifier and the de-redundancy
 losses off and Gumbel noise at evaluation on (:class:`LGMRecConfig`), not a copy.
 
@@ -38,7 +38,7 @@ from mgnm.models.losses import batch_norm_reg, bpr_loss, contrast_all, contrast_
 
 
 class MGNMConfig(ModelConfig):
-    """MGNM's hyperparameters; defaults are the paper's (Section V-A) and MGNM-SPEC.md's."""
+    """MGNM's hyperparameters; defaults are the paper's (Section V-A) and docs/model.md's."""
 
     n_ui_layers: int = Field(2, ge=0, description="L, collaborative graph layers (eq. 2)")
     n_mm_layers: int = Field(2, ge=0, description="K, modality graph layers (eq. 7)")

@@ -1,5 +1,5 @@
 """MMGCN (Wei et al., "MMGCN: Multi-modal Graph Convolution Network for Personalized
-Recommendation of Micro-video", ACM MM 2019), BASELINES.md section 4.
+Recommendation of Micro-video", ACM MM 2019), docs/baselines.md section 4.
 
 One graph convolution network per modality on the user-item bipartite graph: users carry a
 per-modality preference vector in the feature space, items their features; each layer

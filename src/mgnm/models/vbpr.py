@@ -1,5 +1,5 @@
 """VBPR (He and McAuley, "VBPR: Visual Bayesian Personalized Ranking from Implicit Feedback",
-AAAI 2016), as MMRec trains it (BASELINES.md section 3).
+AAAI 2016), as MMRec trains it (docs/baselines.md section 3).
 
 BPR-MF whose item vector is extended by a linear projection of the item's content features,
 and whose user vector by a matching content-preference part.

@@ -21,7 +21,7 @@ from mgnm.models import ModelConfig, get_model_class
 
 
 class TrainConfig(BaseModel):
-    """Settings of the shared trainer and evaluator (PROTOCOL.md)."""
+    """Settings of the shared trainer and evaluator (docs/protocol.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation (PROTOCOL.md, "Evaluation").
+"""Full-ranking evaluation (docs/protocol.md, "Evaluation").
 
 Every evaluated user is scored against every item by a dot product of the embeddings, which
 the model computes once per evaluation pass; the user's training items are masked. At test

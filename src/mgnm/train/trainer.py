@@ -1,4 +1,4 @@
-"""The one trainer every model shares (PROTOCOL.md, "Training" and "Early stopping").
+"""The one trainer every model shares (docs/protocol.md, "Training" and "Early stopping").
 
 ``fit(config, dataset)`` trains with Adam on shuffled BPR batches, evaluates validation after
 every epoch, stops after more than ``patience`` epochs without a strict improvement of
