@@ -1,6 +1,6 @@
 """MGNM (Mo et al.) and its parent LGMRec (Guo et al., AAAI 2024): one implementation.
 
-The reading of the paper's equations is ``docs/model.md`` (docs/); equation numbers in
+The reading of the paper's equations is ``docs/model.md``; equation numbers in
 comments are the paper's. LGMRec is this model with the purifier and the de-redundancy
 losses off and Gumbel noise at evaluation on (:class:`LGMRecConfig`), not a copy.
 
