@@ -67,6 +67,7 @@ def read_meta(path: str | Path, item_ids: list[str], quiet: bool = False
     with Source(path) as src, Pass(f"read {Path(path).name}", src.size, quiet=quiet) as bar:
         for n, meta in iter_objects(src, bar):
             lines += 1
+            bar.count = lines
             asin = meta.get("asin")
             if not isinstance(asin, str):
                 raise DataError(f"{path}, line {n}: no 'asin' string in the record")

@@ -180,6 +180,7 @@ def text_features(root: str | Path, items: str | Path, columns: Sequence[str],
     unknown = 0
     with Source(items) as src, Pass(f"read {items.name}", src.size, quiet=quiet) as bar:
         for n, values in iter_fields(src, "tsv", [key, *columns], bar):
+            bar.count += 1
             raw = values[0]
             if raw is None:
                 raise DataError(f"{items}, line {n}: empty {key!r}")

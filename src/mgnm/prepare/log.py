@@ -130,14 +130,14 @@ def _lines(source: Source, bar: Pass) -> Iterator[tuple[int, str]]:
     try:
         for n, line in enumerate(source.text(), start=1):  # noqa: B007 - n used after the loop
             if n % PROGRESS_EVERY == 0:
-                bar.update(source.position, n)
+                bar.update(source.position)
             yield n, line
     except UnicodeDecodeError as exc:
         raise DataError(f"{source.path}, line {n + 1}: not UTF-8 text ({exc.reason})") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataError(f"{source.path}, line {n + 1}: corrupt or truncated gzip data "
                         f"({exc})") from None
-    bar.update(source.position, n)
+    bar.update(source.position)
 
 
 def parse_object(text: str, where: str) -> dict[str, Any]:
@@ -290,6 +290,7 @@ def read_log(path: str | Path, user: str, item: str, time: str | None = None,
     with Source(path) as src, Pass(f"read {label or path.name}", src.size, quiet=quiet) as bar:
         for n, values in iter_fields(src, fmt, fields, bar):
             read += 1
+            bar.count = read
             where = f"{path}, line {n}"
             if any(v is None for v in values):
                 missing += 1

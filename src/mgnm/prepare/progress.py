@@ -62,9 +62,12 @@ class Pass:
         self._task = self._progress.add_task(self.description, total=self.total, count="")
         return self
 
-    def update(self, position: int, count: int) -> None:
-        """``position``: bytes consumed of the input (or records); ``count``: records so far."""
-        self.count = count
+    def update(self, position: int, count: int | None = None) -> None:
+        """``position``: bytes consumed of the input (or records); ``count``: records so far
+        (default: the caller's own tally in :attr:`count`)."""
+        if count is not None:
+            self.count = count
+        count = self.count
         if self._progress is not None:
             rate = count / max(time.perf_counter() - self._start, 1e-9)
             self._progress.update(self._task, completed=position,
