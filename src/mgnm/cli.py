@@ -330,14 +330,9 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
     runs. Exits with status 2 when a run failed or none finished.
     """
     from mgnm.experiments import sweep
-    from mgnm.train.config import load_config_file, load_preset, parse_set
+    from mgnm.train.config import flat_sources, parse_set
 
-    base: dict = {}
-    if preset:
-        base.update(load_preset(preset))
-    if config_file:
-        base.update(load_config_file(config_file))
-    base.update(parse_set(sets))
+    base = flat_sources(preset, config_file, sets)
     base.pop("model", None)
     out_dir = Path(out) if out else Path("experiments") / f"{name}-{Path(data).resolve().name}"
     result = sweep.run_experiment(
@@ -383,15 +378,10 @@ def tune(model, data, space, trials, sampler, pruner, warmup_epochs, startup_tri
          preset, sets, out, storage, backend, address, cpus_per_run, gpus_per_run) -> None:
     """Search MODEL's hyper-parameters with Optuna, selected on validation; the chosen
     trial's test metrics are computed once, at the end. Rerun to continue a search."""
-    from mgnm.train.config import load_config_file, load_preset, parse_set
+    from mgnm.train.config import flat_sources
     from mgnm.tune.search import tune as run_tune
 
-    base: dict = {}
-    if preset:
-        base.update(load_preset(preset))
-    if config_file:
-        base.update(load_config_file(config_file))
-    base.update(parse_set(sets))
+    base = flat_sources(preset, config_file, sets)
     out_dir = Path(out) if out else Path("tune") / f"{model}-{Path(data).resolve().name}"
     result = run_tune(model, data, space, trials, out_dir, base=base, sampler=sampler,
                       pruner=pruner, warmup_epochs=warmup_epochs,

@@ -223,6 +223,18 @@ def _parse_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
+def flat_sources(preset: str | None = None, config_file: str | Path | None = None,
+                 sets: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Flat keys from a preset, then a config file, then ``--set`` items (later wins)."""
+    merged: dict[str, Any] = {}
+    if preset:
+        merged.update(load_preset(preset))
+    if config_file:
+        merged.update(load_config_file(config_file))
+    merged.update(parse_set(sets))
+    return merged
+
+
 def preset_names() -> list[str]:
     root = resources.files("mgnm") / "configs"
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
