@@ -22,9 +22,18 @@ BASE = {"epochs": 4, "batch_size": 64, "device": "cpu"}
 
 @pytest.fixture(scope="module")
 def ray_address():
-    """One local Ray for the module (starting Ray takes seconds), shut down at the end."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1", logging_level="ERROR")
+    """One local Ray for the module (starting Ray takes seconds), shut down at the end. Ray
+    gives its raylet a fixed 30 s to register; on a saturated machine that can pass, so a
+    failed start is tried again (three attempts in all)."""
+    for attempt in range(3):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     _node_ip_address="127.0.0.1", logging_level="ERROR")
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     # workers unpickle this module's callbacks by value (tests/ is not on their path)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:

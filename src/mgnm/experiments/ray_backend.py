@@ -51,7 +51,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         kwargs.update(num_cpus=num_cpus, include_dashboard=False)
     try:
         ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+    except Exception as exc:  # Ray raises bare Exception too (e.g. a raylet start timeout)
+        ray.shutdown()
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise MgnmError(f"cannot start or join {where} ({str(exc).splitlines()[0]})") from None
     try:
