@@ -125,8 +125,8 @@ def slope(x: list[float], y: list[float]) -> float:
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
-def cpu(row: dict, key: str) -> str:
-    return f"{row[key]:.2f}" if key in row else "–"
+def cpu(row: dict, key: str, digits: int = 2) -> str:
+    return f"{row[key]:.{digits}f}" if key in row else "–"
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -137,9 +137,10 @@ def plot(rows: list[dict], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("error: the plot needs matplotlib: pip install 'mgnm[plot]'")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, keys, label in ((axes[0], ("epoch_s", "epoch_cpu_s"), "seconds per training epoch"),
-                            (axes[1], ("peak_rss_mb",), "peak RSS (MB)")):
+                            (axes[1], ("step_cpu_ms",), "CPU ms per training step (batch)"),
+                            (axes[2], ("peak_rss_mb",), "peak RSS (MB)")):
         for model, key in ((m, k) for m in sorted({r["model"] for r in rows}) for k in keys):
             pts = sorted((r["interactions"], r[key]) for r in rows
                          if r["model"] == model and key in r)
@@ -151,10 +152,11 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.loglog(x, y, "o-" if key != "epoch_cpu_s" else "s--", label=f"{model}{what}{s}")
             ref = np.array([x[0], x[-1]], dtype=float)
             ax.loglog(ref, y[0] * ref / ref[0], ":", color="grey", lw=1)
-        ax.set_xlabel("training interactions")
+        ax.set_xlabel("interactions (all splits)")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
-    fig.suptitle("Synthetic graphs at 1x/4x/16x Baby (dotted: linear growth)", fontsize=9)
+    sizes = ", ".join(f"{s}x" for s in sorted({r["scale"] for r in rows}))
+    fig.suptitle(f"Synthetic graphs at {sizes} Baby's size (dotted: linear growth)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -191,19 +193,23 @@ def main() -> None:
                 rows.append({**size, **r})
                 print(json.dumps(rows[-1]), flush=True)
     print("\n| size | users | items | interactions | model | s/epoch (wall) | CPU s/epoch | s/eval "
-          "(wall) | CPU s/eval | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "(wall) | CPU s/eval | batches | CPU ms/step | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows.sort(key=lambda r: (r["scale"], r["model"]))
+    for r in rows:  # one training step (batch) propagates the whole graph: per step, not per
+        if "epoch_cpu_s" in r:  # epoch, is what can grow linearly with a fixed batch size
+            r["step_cpu_ms"] = 1000 * r["epoch_cpu_s"] / r["batches_per_epoch"]
     for r in rows:
         print(f"| {r['scale']}x | {r['users']} | {r['items']} | {r['interactions']} | {r['model']} "
               f"| {r['epoch_s']:.2f} | {cpu(r, 'epoch_cpu_s')} | {r['eval_s']:.2f} | "
-              f"{cpu(r, 'eval_cpu_s')} | {r['peak_rss_mb']} |")
+              f"{cpu(r, 'eval_cpu_s')} | {r['batches_per_epoch']} | {cpu(r, 'step_cpu_ms', 1)} | "
+              f"{r['peak_rss_mb']} |")
     slopes = {}
     for model in sorted({r["model"] for r in rows}):
         mine = [r for r in rows if r["model"] == model]
         if len(mine) > 1:
             x = [r["interactions"] for r in mine]
-            keys = ["epoch_s", "epoch_cpu_s", "eval_s", "eval_cpu_s", "peak_rss_mb"]
+            keys = ["epoch_s", "epoch_cpu_s", "step_cpu_ms", "eval_s", "eval_cpu_s", "peak_rss_mb"]
             slopes[model] = {k: slope(x, [r[k] for r in mine]) for k in keys
                              if all(k in r for r in mine)}
             print(f"{model}: slope against log(interactions): " + ", ".join(
