@@ -53,7 +53,9 @@ def test_redirected_draws_equal_the_cpu_draws(name, tiny):
     CUDA) equals the plain CPU run; the stochastic models did go through it."""
     plain = one_step(name, tiny, "cpu")
     redirected = one_step(name, tiny, "cpu", force=True)
-    assert_same_step(plain, redirected, rtol=0, atol=0, metric_atol=0)
+    # not bit-exact: with several CPU threads some sparse reductions sum in thread order
+    # (seen: 5e-10 in LATTICE's item gradient); a draw that differed would differ by O(1)
+    assert_same_step(plain, redirected, rtol=1e-6, atol=1e-8, metric_atol=1e-6)
     if name in ("bm3", "dualgnn", "freedom", "lgmrec", "mgnm"):
         assert redirected.redirected, f"{name} drew no random tensor"
 
