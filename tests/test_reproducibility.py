@@ -15,7 +15,7 @@ import torch
 from mgnm import api
 from mgnm.models import MODELS
 from mgnm.train.config import resolve_config
-from mgnm.train.trainer import Callback, Trainer, default_threads, fit
+from mgnm.train.trainer import Callback, Trainer, fit
 
 
 def cfg(**kw):
@@ -77,14 +77,21 @@ def test_trainer_keeps_its_own_stream_between_calls(tiny):
     assert la == lb
 
 
-def test_default_threads_follow_the_load(monkeypatch):
-    import os
+@pytest.mark.parametrize("threads", [None, 2])
+def test_threads_are_fixed_by_the_config_and_restored(tiny, threads):
+    seen = set()
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.7, 1.0, 1.0))
-    assert default_threads() == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 1.0, 1.0))
-    assert default_threads() == 2
+    class Watch(Callback):
+        def on_batch(self, epoch, batch, n_batches):
+            seen.add(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    c = resolve_config({"model": "bpr", "epochs": 2, "batch_size": 64,
+                        **({} if threads is None else {"threads": threads})})
+    assert c.train.threads == (threads or 1)  # the default is 1, whatever the machine's load
+    fit(c, tiny, callbacks=[Watch()])
+    assert seen == {threads or 1}
+    assert torch.get_num_threads() == before
 
 
 def test_config_stores_absolute_data_path_and_fingerprint(tiny_dir, tmp_path, monkeypatch):

@@ -60,7 +60,7 @@ def cli() -> None:
 @click.option("--seed", type=int, help="Random seed (default 999).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train.")
 @click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads (config key "
-              "'threads'; default: 1 on a busy machine, else every core).")
+              "'threads'; default 1: see README, Performance).")
 @click.option("--out", type=click.Path(), help="Run directory (default runs/<model>-<data>-s<seed>-<time>).")
 @click.option("--resume", "resume_dir", type=click.Path(),
               help="Continue the interrupted run in this directory.")

@@ -46,9 +46,10 @@ class TrainConfig(BaseModel):
     modalities: tuple[str, ...] | None = Field(
         None, description="feature files to use, by name (default: every *_feat.npy)"
     )
-    threads: int | None = Field(
-        None, ge=1, description="torch CPU threads while training/evaluating (default: 1 when "
-                                "the machine is busy, else all cores; see README, Performance)")
+    threads: int = Field(
+        1, ge=1, description="torch CPU threads while training and evaluating; a fixed number "
+                             "(not guessed from the machine) so reruns and resumes are "
+                             "bit-identical; see README, Performance, before raising it")
     keep_checkpoint: bool = Field(True, description="keep checkpoint.pt once the run has "
                                                     "finished (false deletes it; best.pt and "
                                                     "result.json stay)")

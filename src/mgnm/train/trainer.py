@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import platform
 import random
 import time
@@ -125,21 +124,6 @@ def eval_generator(seed: int, epoch: int, split: str, device: torch.device) -> t
     gen = torch.Generator(device=device)
     gen.manual_seed(int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
     return gen
-
-
-def default_threads() -> int:
-    """Torch threads when the config leaves ``threads`` unset: every core on an idle machine,
-    one when other processes already keep the cores busy (1-minute load average >= 1).
-
-    Measured on a 2-core machine (README, Performance): with one other busy process, two
-    threads made a run ~10x slower than one; idle, two threads were faster.
-    """
-    cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return cores
-    return 1 if load >= 1.0 else cores
 
 
 @contextlib.contextmanager
@@ -248,7 +232,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks)
         self.device = resolve_device(self.tc.device)
-        self.threads = self.tc.threads or default_threads()
+        self.threads = self.tc.threads
         keep_freed_memory()
         with self._own_state(initial=True):
             self.model = build_model(config, self.dataset, self.device)
