@@ -74,6 +74,11 @@ class TrainConfig(BaseModel):
                              "or map, then @K)")
         return v
 
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _null_threads(cls, v: Any) -> Any:
+        return 1 if v is None else v  # run directories written while null meant "default"
+
     @field_validator("modalities", mode="before")
     @classmethod
     def _str_to_list(cls, v: Any) -> Any:
