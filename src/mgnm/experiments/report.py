@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io as _io
-import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +14,7 @@ import yaml
 from mgnm.errors import CheckpointError, ConfigError, MgnmError
 from mgnm.experiments.grid import RunOutcome, Selection, aggregate, select_best
 from mgnm.train import io
+from mgnm.train.trainer import read_log as trainer_read_log
 
 #: The metric families a table shows, at every cut-off the runs' ``topk`` has.
 TABLE_FAMILIES = ("recall", "ndcg")
@@ -147,31 +146,12 @@ def _pyplot() -> Any:
 
 
 def read_log(run_dir: Path) -> list[dict[str, Any]]:
-    """The epoch records of a run's ``log.jsonl``. A last line cut off by a kill is skipped
-    with a warning; any other malformed line is an error naming the file and line."""
+    """The epoch records of a run's ``log.jsonl`` (:func:`mgnm.train.trainer.read_log`);
+    a missing log is an error naming it."""
     log = Path(run_dir) / "log.jsonl"
-    try:
-        lines = log.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise CheckpointError(f"{log}: missing (is {run_dir} a run directory?)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{log}: cannot read ({getattr(exc, 'strerror', None) or exc})") \
-            from None
-    numbered = [(i, x) for i, x in enumerate(lines, 1) if x.strip()]
-    recs = []
-    for pos, (i, line) in enumerate(numbered):
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or not isinstance(rec.get("valid"), dict):
-                raise ValueError("not an epoch record")
-        except ValueError as exc:
-            if pos == len(numbered) - 1 and isinstance(exc, json.JSONDecodeError):
-                warnings.warn(f"{log}, line {i}: cut off (the run was interrupted?); skipped",
-                              stacklevel=2)
-                continue
-            raise CheckpointError(f"{log}, line {i}: not an epoch record ({exc})") from None
-        recs.append(rec)
-    return recs
+    if not log.exists():
+        raise CheckpointError(f"{log}: missing (is {run_dir} a run directory?)")
+    return trainer_read_log(log)
 
 
 def _run_metric(run_dir: Path) -> str:

@@ -26,7 +26,7 @@ import platform
 import random
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -426,11 +426,11 @@ class Trainer:
         t0 = time.perf_counter()
         losses = self._train_epoch(epoch)
         t1 = time.perf_counter()
-        valid = evaluate_model(self.model, self.evaluator, ["valid"], self.tc.seed,
-                               epoch + 1)["valid"]
+        emb = eval_embeddings(self.model, self.tc.seed, epoch + 1, self.device)
+        valid = self.evaluator.evaluate(*emb("valid"), "valid")
         improved = valid[metric] > self.best_value
-        test = (evaluate_model(self.model, self.evaluator, ["test"], self.tc.seed,
-                               epoch + 1)["test"] if improved else None)
+        test = self.evaluator.evaluate(*emb("test"), "test") if improved else None
+        del emb
         t2 = time.perf_counter()
         self.train_seconds += t1 - t0
         self.eval_seconds += t2 - t1
@@ -476,44 +476,54 @@ class Trainer:
         )
 
 
+def eval_embeddings(model: Recommender, seed: int, epoch: int,
+                    device: torch.device) -> Callable[[str], tuple[torch.Tensor, torch.Tensor]]:
+    """``split -> (users, items)`` for one evaluation pass: a deterministic model is run once
+    for every split; a model with evaluation noise once per split, its noise drawn from
+    :func:`eval_generator` (seed, epoch, split)."""
+    cache: dict[str | None, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def get(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        key = split if model.stochastic_eval else None
+        if key not in cache:
+            gen = eval_generator(seed, epoch, split, device) if key else None
+            cache[key] = model.final_embeddings(gen)
+        return cache[key]
+
+    return get
+
+
 def evaluate_model(model: Recommender, evaluator: Evaluator, splits: Sequence[str], seed: int,
                    epoch: int) -> dict[str, dict[str, float]]:
-    """Metrics on ``splits``. A model with evaluation noise is scored once per split, its
-    noise drawn from :func:`eval_generator` (seed, epoch, split); others once for all."""
-    out: dict[str, dict[str, float]] = {}
-    if not model.stochastic_eval:
-        u, i = model.final_embeddings()
-        return {s: evaluator.evaluate(u, i, s) for s in splits}
-    for s in splits:
-        gen = eval_generator(seed, epoch, s, evaluator.device)
-        u, i = model.final_embeddings(generator=gen)
-        out[s] = evaluator.evaluate(u, i, s)
-    return out
+    """Metrics on ``splits`` (embeddings from :func:`eval_embeddings`)."""
+    emb = eval_embeddings(model, seed, epoch, evaluator.device)
+    return {s: evaluator.evaluate(*emb(s), s) for s in splits}
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
-    """The records of a run's ``log.jsonl``; a torn last line (a kill mid-write) is skipped
-    with a warning, a damaged line elsewhere is an error naming it."""
+    """The epoch records of a run's ``log.jsonl`` (none when it does not exist). A last line
+    cut off by a kill is skipped with a warning; any other malformed line is an error naming
+    the file and line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read ({exc})") from None
+        raise CheckpointError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") \
+            from None
+    numbered = [(i, x) for i, x in enumerate(lines, 1) if x.strip()]
     records = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for pos, (i, line) in enumerate(numbered):
         try:
             rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            if n == len(lines):
-                warnings.warn(f"{path}, line {n}: incomplete last line (cut by a kill?); "
-                              f"skipped", stacklevel=2)
-                break
-            raise CheckpointError(f"{path}, line {n}: not a JSON object") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("valid"), dict):
+                raise ValueError("not an epoch record")
+        except ValueError as exc:
+            if pos == len(numbered) - 1 and isinstance(exc, json.JSONDecodeError):
+                warnings.warn(f"{path}, line {i}: cut off (the run was interrupted?); skipped",
+                              stacklevel=2)
+                continue
+            raise CheckpointError(f"{path}, line {i}: not an epoch record ({exc})") from None
         records.append(rec)
     return records
 
