@@ -29,6 +29,19 @@ import time
 import numpy as np
 
 
+def random_features(ds, spec: str):
+    """``ds`` with its features replaced by seeded uniform random tables, e.g.
+    ``image:4096,text:384`` (timing at the paper's widths without the feature files)."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(0)
+    feats = {}
+    for part in spec.split(","):
+        name, dim = part.split(":")
+        feats[name] = rng.random((ds.n_items, int(dim)), dtype=np.float32)
+    return replace(ds, features=feats)
+
+
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
@@ -36,19 +49,13 @@ def measure(args: argparse.Namespace) -> dict:
     from mgnm.train.config import parse_set, resolve_config
     from mgnm.train.trainer import Trainer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     ds = load_dataset(args.data)
     if args.random_features:
-        from dataclasses import replace
-
-        rng = np.random.default_rng(0)
-        feats = {}
-        for part in args.random_features.split(","):
-            name, dim = part.split(":")
-            feats[name] = rng.random((ds.n_items, int(dim)), dtype=np.float32)
-        ds = replace(ds, features=feats)
-    cfg = resolve_config({"model": args.model, "device": args.device}, parse_set(args.set or []))
+        ds = random_features(ds, args.random_features)
+    base = {"model": args.model, "device": args.device}
+    if args.threads:  # the trainer sets its own thread count from the config
+        base["threads"] = args.threads
+    cfg = resolve_config(base, parse_set(args.set or []))
     trainer = Trainer(cfg, ds)
     train_times, eval_times, train_cpu, eval_cpu = [], [], [], []
     for epoch in range(args.epochs + 1):
@@ -72,7 +79,7 @@ def measure(args: argparse.Namespace) -> dict:
         "model": args.model, "data": ds.name, "features": args.random_features or "file",
         "device": str(trainer.device) + (f" ({torch.cuda.get_device_name()})"
                                          if trainer.device.type == "cuda" else ""),
-        "threads": torch.get_num_threads(), "batches_per_epoch": len(trainer.sampler),
+        "threads": trainer.threads, "batches_per_epoch": len(trainer.sampler),
         "epoch_s": statistics.median(train_times), "eval_s": statistics.median(eval_times),
         # CPU seconds of this process (all its threads): on a shared machine, unlike the wall
         # seconds above, they do not grow with the other processes' load
@@ -89,7 +96,7 @@ def main() -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: the config's, default 1)")
     p.add_argument("--random-features", help="e.g. image:4096,text:384 (random, seeded)")
     p.add_argument("--json", action="store_true", help="print one JSON object per model")
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)

@@ -1,0 +1,90 @@
+"""The speed goals of issue 10 in one run, each workload beside an earlier version of the code.
+
+    git worktree add /tmp/before <commit>
+    python benchmarks/bench_goals.py --data-root ../shared/data --threads 1,2 \
+        --compare before=/tmp/before/src --epochs 5
+
+Workloads (the paper's real settings on this machine's data):
+
+- ``lightgcn-baby``: LightGCN on Amazon Baby (goal: <= 1.0 s/epoch, <= 0.5 s/evaluation);
+- ``mgnm-tiktok``: MGNM with its defaults on TikTok (goal: <= 2.5 s/epoch);
+- ``mgnm-baby-4096``: MGNM on Baby with seeded random 4096-d image and 384-d text tables,
+  the paper's widths (goal: <= 12 s/epoch, <= 1.5 GB peak RSS, <= 1 s/evaluation).
+
+Each (code version, workload, thread count) runs ``bench_epoch.py --single`` in a fresh
+process with ``PYTHONPATH`` pointing at that version's ``src`` (``current`` is this checkout):
+the median over ``--epochs`` training epochs and validation passes after one warm-up epoch,
+and the process's peak RSS. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CURRENT = HERE.parent / "src"
+
+# name -> (dataset directory, model, extra bench_epoch arguments, goals)
+WORKLOADS = {
+    "lightgcn-baby": ("baby", "lightgcn", [], {"epoch_s": 1.0, "eval_s": 0.5}),
+    "mgnm-tiktok": ("tiktok", "mgnm", [], {"epoch_s": 2.5}),
+    "mgnm-baby-4096": ("baby", "mgnm", ["--random-features", "image:4096,text:384"],
+                       {"epoch_s": 12.0, "eval_s": 1.0, "peak_rss_mb": 1536}),
+}
+
+
+def run_one(src: Path, data: Path, model: str, extra: list[str], threads: int,
+            epochs: int) -> dict:
+    cmd = [sys.executable, str(HERE / "bench_epoch.py"), "--single", "--data", str(data),
+           "--model", model, "--epochs", str(epochs), "--threads", str(threads), *extra]
+    env = dict(os.environ, PYTHONPATH=str(src))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["(no message)"]
+        raise SystemExit(f"{model} on {data} with {src} failed: {tail[0]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data-root", default=str(HERE.parent.parent / "shared" / "data"))
+    p.add_argument("--workloads", default=",".join(WORKLOADS))
+    p.add_argument("--threads", default="2", help="comma list of thread counts")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--compare", action="append", default=[], metavar="NAME=SRC",
+                   help="an earlier version's src directory to measure beside this one")
+    p.add_argument("--no-current", action="store_true", help="measure only the --compare ones")
+    p.add_argument("--json", help="append every row to this JSON-lines file")
+    args = p.parse_args()
+
+    versions = [tuple(c.split("=", 1)) for c in args.compare]
+    if not args.no_current:
+        versions.append(("current", str(CURRENT)))
+    rows = []
+    print("| workload | threads | code | s/epoch | s/eval | peak RSS MB | goal |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.workloads.split(","):
+        data, model, extra, goals = WORKLOADS[name]
+        for threads in (int(t) for t in args.threads.split(",")):
+            for version, src in versions:
+                r = run_one(Path(src), Path(args.data_root) / data, model, extra, threads,
+                            args.epochs)
+                r.update(workload=name, code=version)
+                rows.append(r)
+                goal = ", ".join(f"{k} <= {v}" for k, v in goals.items())
+                met = all(r[k] <= v for k, v in goals.items())
+                print(f"| {name} | {threads} | {version} | {r['epoch_s']:.2f} | "
+                      f"{r['eval_s']:.2f} | {r['peak_rss_mb']} | {goal}: "
+                      f"{'met' if met else 'not met'} |", flush=True)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()
