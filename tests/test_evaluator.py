@@ -94,3 +94,38 @@ def test_per_user_values_and_recommend_excludes_train():
         seen = set(ds.train.items[ds.train.users == u].tolist())
         assert not seen & set(items[r].tolist())
         assert np.all(np.diff(scores[r]) <= 0)
+
+
+@pytest.mark.parametrize("n_cols,k", [(7050, 50), (1001, 20), (803, 50), (3000, 1)])
+def test_topk_equals_torch_topk_values_with_ties_and_masks(n_cols, k):
+    """The grouped selection returns torch.topk's values exactly, and indices that hold them."""
+    from mgnm.train.evaluator import topk
+
+    gen = torch.Generator().manual_seed(n_cols)
+    scores = torch.randn(37, n_cols, generator=gen)
+    scores[:5] = torch.randint(0, 9, (5, n_cols), generator=gen).float()  # many ties
+    scores[5:9, : n_cols - 3] = -math.inf  # rows with fewer finite scores than columns
+    scores[9, :] = -math.inf
+    scores[10, 0] = 1e30  # one huge score; the rest of its group is small
+    values, idx = topk(scores, k)
+    ref = scores.topk(k, dim=1)
+    assert torch.equal(values, ref.values)
+    assert torch.equal(scores.gather(1, idx), values)
+    for row in idx:  # k distinct columns per row
+        assert row.unique().numel() == k
+    unique_rows = slice(11, None)  # continuous random scores: no ties, same indices
+    assert torch.equal(idx[unique_rows], ref.indices[unique_rows])
+
+
+def test_many_items_evaluation_matches_slow_reference():
+    """Enough items for the grouped top-k path (items >= 16 x 50), against the slow loop."""
+    ds = random_dataset(seed=3, n_users=30, n_items=900)
+    rng = np.random.default_rng(5)
+    ue = rng.standard_normal((ds.n_users, 8)).astype(np.float32)
+    ie = rng.standard_normal((ds.n_items, 8)).astype(np.float32)
+    ev = Evaluator(ds, ks=(20, 50), batch_size=11)
+    for split in ("valid", "test"):
+        got = ev.evaluate(torch.from_numpy(ue), torch.from_numpy(ie), split)
+        ref = slow_eval(ds, ue, ie, split, 50)
+        assert got["recall@50"] == pytest.approx(ref["recall@50"], abs=1e-6)
+        assert got["ndcg@50"] == pytest.approx(ref["ndcg@50"], abs=1e-6)

@@ -18,6 +18,7 @@ from mgnm.data.dataset import Dataset
 
 DEFAULT_TOPK = (5, 10, 20, 50)
 METRICS = ("recall", "ndcg", "precision", "map")
+CPU_BLOCK_SCORES = 1 << 22  # scores per evaluation block on a CPU (users x items)
 
 
 def rank_metrics(
@@ -53,6 +54,35 @@ def rank_metrics(
     return out
 
 
+def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scores.topk(k, dim=1)`` (values and indices, best first), faster on a CPU.
+
+    Full ranking spends much of its time selecting 50 of thousands of scores per row, and
+    torch's CPU top-k costs several nanoseconds per element where a maximum costs a tenth
+    of one. The columns are dealt into ``g`` groups of ``s`` (column ``c`` into group
+    ``c mod g``) and each group's maximum is taken; a row's ``k`` best scores all lie in the
+    ``k`` groups with the highest maxima (a score outside them is beaten by those ``k``
+    maxima), so top-k then runs over ``g`` maxima and ``k * s`` candidates instead of every
+    column. The values equal ``torch.topk``'s exactly; among tied scores another tied index
+    may be returned. Used on a CPU when a row has at least 16 times ``k`` columns.
+    """
+    n, q = scores.shape
+    k = min(k, q)
+    s = int(math.sqrt(q / max(k, 1)))  # group size minimising (q / s) + k * s
+    if scores.device.type != "cpu" or s < 4 or not scores.is_contiguous():
+        return scores.topk(k, dim=1)
+    g = q // s  # number of groups; group j holds columns j, j + g, ..., j + (s - 1) g
+    maxima = scores[:, :g * s].unflatten(1, (s, g)).amax(dim=1)
+    best = maxima.topk(k, dim=1).indices
+    offsets = torch.arange(s, device=scores.device) * g
+    cand = (best[:, None, :] + offsets[None, :, None]).reshape(n, k * s)
+    if g * s < q:  # the columns left over by the grouping are always candidates
+        rest = torch.arange(g * s, q, device=scores.device).expand(n, -1)
+        cand = torch.cat([cand, rest], dim=1)
+    values, pos = scores.gather(1, cand).topk(k, dim=1)
+    return values, cand.gather(1, pos)
+
+
 def _csr(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((items, users))
     indptr = np.zeros(n_users + 1, dtype=np.int64)
@@ -74,6 +104,8 @@ class _SplitPlan:
 
     def __init__(self, dataset: Dataset, split: str, batch_size: int, device: torch.device):
         self.users = dataset.eval_users(split)
+        if device.type == "cpu":  # a score block that stays in the caches (~16 MB)
+            batch_size = min(batch_size, max(1, CPU_BLOCK_SCORES // max(dataset.n_items, 1)))
         train_ptr, train_idx = _csr(dataset.train.users, dataset.train.items, dataset.n_users)
         s = dataset.split(split)
         tgt_ptr, tgt_idx = _csr(s.users, s.items, dataset.n_users)
@@ -122,13 +154,18 @@ class Evaluator:
         item_t = item_emb.t().contiguous()
         n_items = item_emb.shape[0]
         parts: dict[str, list[torch.Tensor]] = {}
+        # one score block and one relevance mask for the whole pass (a fresh block per batch
+        # costs page faults on a CPU); the mask is cleared again after each batch
+        rows = max(ub.numel() for ub, *_ in plan.batches) if plan.batches else 0
+        block = torch.empty(rows, n_items, dtype=item_t.dtype, device=item_t.device)
+        relevant = torch.zeros(rows, n_items, dtype=torch.bool, device=item_t.device)
         for ub, (mr, mc), (tr, tc), counts in plan.batches:
-            scores = user_emb[ub] @ item_t
+            scores = torch.mm(user_emb[ub], item_t, out=block[:ub.numel()])
             scores[mr, mc] = -math.inf
-            top = scores.topk(min(kmax, n_items), dim=1).indices
-            relevant = torch.zeros(ub.numel(), n_items, dtype=torch.bool, device=scores.device)
+            top = topk(scores, min(kmax, n_items))[1]
             relevant[tr, tc] = True
-            hits = relevant.gather(1, top)
+            hits = relevant[:ub.numel()].gather(1, top)
+            relevant[tr, tc] = False
             if hits.shape[1] < kmax:
                 pad = torch.zeros(hits.shape[0], kmax - hits.shape[1], dtype=torch.bool,
                                   device=hits.device)
@@ -178,8 +215,8 @@ def recommend_topk(
             n_ok -= np.bincount(r, minlength=ub.size)
             dev = scores.device
             scores[torch.as_tensor(r, device=dev), torch.as_tensor(c, device=dev)] = -math.inf
-        top = scores.topk(min(k, n_items), dim=1)
-        ti, ts = top.indices.cpu().numpy(), top.values.cpu().numpy()
+        top_s, top_i = topk(scores.contiguous(), min(k, n_items))
+        ti, ts = top_i.cpu().numpy(), top_s.cpu().numpy()
         for row, n in enumerate(np.minimum(n_ok, k)):
             out_i.append(ti[row, :n])
             out_s.append(ts[row, :n])
