@@ -180,7 +180,12 @@ def test_hcl_equals_a_direct_loop():
     assert got.item() == pytest.approx(ref, rel=1e-5)
 
 
-def test_hcl_gradient_matches_autograd_of_plain_formula():
+@pytest.mark.parametrize("block", [1 << 19, 20, 1])
+def test_hcl_gradient_matches_autograd_of_plain_formula(monkeypatch, block):
+    """Also when the exponentials are formed a few rows at a time (``LSE_BLOCK``)."""
+    from mgnm.models import losses
+
+    monkeypatch.setattr(losses, "LSE_BLOCK", block)
     torch.manual_seed(2)
     a1 = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
     p1 = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
