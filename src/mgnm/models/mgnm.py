@@ -94,18 +94,24 @@ class Forward:
         return torch.cat([self.users, self.items])
 
 
-class _Gram(torch.autograd.Function):
-    """``XᵀX`` whose backward is the single product ``X (G + Gᵀ)`` (autograd would do two)."""
+class _CenteredGram(torch.autograd.Function):
+    """``X_cᵀ X_c`` with ``X_c = X - mean_rows(X)``; backward ``X_c (G + Gᵀ)``.
+
+    That is the whole gradient: the centring's own backward would subtract the row mean of
+    ``X_c (G + Gᵀ)``, which is ``mean(X_c) (G + Gᵀ) = 0``. Autograd would form it anyway
+    (and split the product in two), each a pass over a users-by-d table per DDR layer.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        return x.T @ x
+        xc = x - x.mean(dim=0, keepdim=True)
+        ctx.save_for_backward(xc)
+        return xc.T @ xc
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return x @ (grad + grad.T)
+        (xc,) = ctx.saved_tensors
+        return xc @ (grad + grad.T)
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: float,
@@ -122,8 +128,7 @@ def decorrelation(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     Computed as the norm of corr's off-diagonal part divided by sqrt(2), which equals the
     formula wherever corr is defined and stays finite for a constant column.
     """
-    xc = x - x.mean(dim=0, keepdim=True)
-    cov = _Gram.apply(xc)
+    cov = _CenteredGram.apply(x)
     inv_std = cov.diagonal().clamp_min(eps).rsqrt()
     corr = cov * inv_std[:, None] * inv_std[None, :]
     off = corr - torch.diag_embed(corr.diagonal())
@@ -188,13 +193,37 @@ class MGNM(Recommender):
         return modality.replace(".", "_")
 
     # ------------------------------------------------------------------ forward
-    def hyperedge_logits(self, m: str) -> torch.Tensor:
-        """Item-to-hyperedge logits ``H_i^m`` (q x B), eqs. 9-11 (or LGMRec's ``F V``)."""
+    def _hyper_weights(self, m: str) -> torch.Tensor:
+        """The weights the hyperedges read the features with: ``W1`` (eq. 9) or LGMRec's ``V``."""
         k = self._key(m)
-        feats = self.features[m]
+        return self.pur_w1[k] if self.config.purifier else self.hyper_v[k]
+
+    def feature_products(self, m: str, hyper: bool
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``F_m W_m`` (eq. 4) and, with ``hyper``, ``F_m W1`` (eq. 9) or LGMRec's ``F_m V``.
+
+        Both come from one product of the feature table with the two weights side by side:
+        the table (the largest operand: 4096-d image features in the paper) is read once, and
+        the backward's ``Fᵀ G`` is one product as well.
+        """
+        feats, proj = self.features[m], self.proj[self._key(m)]
+        if not hyper:
+            return feats @ proj, None
+        both = feats @ torch.cat([proj, self._hyper_weights(m)], dim=1)
+        d = proj.shape[1]
+        return both[:, :d], both[:, d:]
+
+    def hyperedge_logits(self, m: str, first: torch.Tensor | None = None) -> torch.Tensor:
+        """Item-to-hyperedge logits ``H_i^m`` (q x B), eqs. 9-11 (or LGMRec's ``F V``).
+
+        ``first``: ``F_m W1`` (or ``F_m V``) when already computed (:meth:`feature_products`).
+        """
+        k = self._key(m)
+        if first is None:
+            first = self.features[m] @ self._hyper_weights(m)
         if not self.config.purifier:
-            return feats @ self.hyper_v[k]
-        hidden = feats @ self.pur_w1[k] + self.pur_b1[k]  # eq. 9
+            return first
+        hidden = first + self.pur_b1[k]  # eq. 9
         gate = torch.sigmoid(hidden @ self.pur_w2[k] + self.pur_b2[k])  # eq. 10
         purified = self.item_emb * gate
         return purified @ self.hyper_t[k].T  # eq. 11
@@ -216,13 +245,15 @@ class MGNM(Recommender):
 
     def forward_all(self, training: bool) -> Forward:
         cfg = self.config
+        need_hyper = cfg.alpha > 0 or (training and cfg.cl_weight > 0)
         cge = bipartite_propagate(self.user_emb, self.item_emb, self.r_sym, cfg.n_ui_layers)  # eq. 2
         id_u = sum(u for u, _ in cge) / len(cge)  # eq. 3, LightGCN's layer mean
         id_i = sum(i for _, i in cge) / len(cge)
 
         mge: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        firsts: dict[str, torch.Tensor | None] = {}
         for m in self.modalities:
-            items = self.features[m] @ self.proj[self._key(m)]  # eq. 4
+            items, firsts[m] = self.feature_products(m, need_hyper)  # eq. 4
             users = self.r_mean @ items  # eq. 5
             mge[m] = bipartite_propagate(users, items, self.r_sym, cfg.n_mm_layers)  # eqs. 6-7
         last = [mge[m][-1] for m in self.modalities]
@@ -235,9 +266,9 @@ class MGNM(Recommender):
 
         hyper: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         factors: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        if cfg.alpha > 0 or (training and cfg.cl_weight > 0):
+        if need_hyper:
             for m in self.modalities:
-                h_i = self.hyperedge_logits(m)
+                h_i = self.hyperedge_logits(m, firsts[m])
                 h_u = self.r @ h_i  # eq. 12
                 a_i = self._soft_assign(h_i, training)
                 a_u = self._soft_assign(h_u, training)
