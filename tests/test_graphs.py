@@ -155,3 +155,17 @@ def test_bipartite_propagation_equals_full_adjacency_propagation():
         layers.append(full @ layers[-1])
     for (u, i), ref in zip(pairs, layers, strict=True):
         torch.testing.assert_close(torch.cat([u, i]), ref)
+
+
+
+def test_bipartite_layer_mean_equals_layer_mean_of_the_stack():
+    from mgnm.data.graphs import bipartite_layer_mean
+
+    rng = np.random.default_rng(4)
+    users, items = rng.integers(0, 25, 150), rng.integers(0, 18, 150)
+    full = normalized_adjacency(users, items, 25, 18)
+    block = interaction_matrix(users, items, 25, 18, norm="sym")
+    x = torch.randn(43, 8)
+    for n_layers in (0, 1, 3):
+        u, i = bipartite_layer_mean(x[:25], x[25:], block, n_layers)
+        torch.testing.assert_close(torch.cat([u, i]), layer_mean(x, full, n_layers))

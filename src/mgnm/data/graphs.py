@@ -65,7 +65,13 @@ class SparseOp:
         if self.fmt == "csr":
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
-                return coo.to_sparse_csr().to(self.device)
+                csr = coo.to_sparse_csr()
+                if csr.values().numel() < 2**31 and max(shape) < 2**31:
+                    # 32-bit indices: the CPU product converts 64-bit ones on every call
+                    csr = torch.sparse_csr_tensor(csr.crow_indices().int(),
+                                                  csr.col_indices().int(), csr.values(),
+                                                  csr.shape, check_invariants=False)
+                return csr.to(self.device)
         return coo.to(self.device)
 
     @property
@@ -363,3 +369,14 @@ def bipartite_propagate(
         u, i = out[-1]
         out.append((r_sym @ i, r_sym.T @ u))
     return out
+
+
+def bipartite_layer_mean(
+    users: torch.Tensor, items: torch.Tensor, r_sym: SparseOp, n_layers: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`layer_mean` of the stack ``[users; items]`` on ``D^-1/2 A D^-1/2``, as its user
+    and item parts, computed with the user-item block only: no stacking copy, and no
+    backward that zero-fills the whole stack for each half (with the same sums per row)."""
+    layers = bipartite_propagate(users, items, r_sym, n_layers)
+    return (sum(u for u, _ in layers) / (n_layers + 1),
+            sum(i for _, i in layers) / (n_layers + 1))

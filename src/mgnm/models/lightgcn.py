@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import layer_mean
+from mgnm.data.graphs import bipartite_layer_mean
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.losses import batch_norm_reg, bpr_loss
@@ -29,12 +29,12 @@ class LightGCN(Recommender):
         d = config.embedding_size
         self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, d)))
         self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, d)))
-        self.adj = inputs.norm_adj
+        self.adj = inputs.norm_adj  # the whole graph (fold-in of new users reads it)
+        self.r_sym = inputs.interactions("sym")  # its user-item block, used for training
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        e0 = torch.cat([self.user_emb, self.item_emb])
-        e = layer_mean(e0, self.adj, self.config.n_layers)
-        return e[: self.n_users], e[self.n_users:]
+        return bipartite_layer_mean(self.user_emb, self.item_emb, self.r_sym,
+                                    self.config.n_layers)
 
     def loss(self, users, pos_items, neg_items):
         eu, ei = self.propagate()
