@@ -400,3 +400,45 @@ def test_lowrank_hcl_equals_full_width_hcl_with_gradients():
     torch.testing.assert_close(low, full)
     for g1, g2 in zip(grads_low, grads_full, strict=True):
         torch.testing.assert_close(g1, g2)
+
+
+def test_bfloat16_feature_product_matches_float64_within_bfloat16_rounding():
+    from mgnm.models.layers import ItemFeatures
+
+    gen = torch.Generator().manual_seed(11)
+    table = torch.rand(300, 96, generator=gen)
+    feats = ItemFeatures({"image": table}, finetune=False, dtype="bfloat16")
+    assert feats["image"].dtype == torch.bfloat16
+    w = torch.randn(96, 12, generator=gen, requires_grad=True)
+    out = feats.product("image", w)
+    assert out.dtype == torch.float32
+    grad = torch.randn(300, 12, generator=gen)
+    out.backward(grad)
+    out = out.detach()
+    f64 = table.double()
+    ref = f64 @ w.detach().double()
+    ref_grad = f64.T @ grad.double()
+    # bfloat16 keeps 8 significant bits: each rounding is within 2^-8 relative
+    assert float((out.double() - ref).norm() / ref.norm()) < 2 ** -7
+    assert float((w.grad.double() - ref_grad).norm() / ref_grad.norm()) < 2 ** -7
+    # and it is really the bfloat16 computation, not a float32 one
+    assert not torch.allclose(out, (table @ w.detach()), rtol=1e-6, atol=0)
+
+
+def test_mgnm_bfloat16_features_give_nearly_the_float32_loss_and_gradients(tiny):
+    users, pos, neg = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7])
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        model = make_model(tiny, seed=5, feature_dtype=dtype)
+        torch.manual_seed(9)  # the same Gumbel noise and dropout for both
+        loss = model.loss(users, pos, neg)["loss"]
+        loss.backward()
+        out[dtype] = (float(loss), model.proj["image"].grad.clone())
+    assert out["bfloat16"][0] == pytest.approx(out["float32"][0], rel=1e-2)
+    g32, g16 = out["float32"][1], out["bfloat16"][1]
+    assert float((g16 - g32).norm() / g32.norm()) < 0.05
+
+
+def test_bfloat16_features_cannot_be_fine_tuned():
+    with pytest.raises(ValueError, match="feature_dtype=float32"):
+        MGNMConfig(finetune_features=True, feature_dtype="bfloat16")

@@ -27,7 +27,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from mgnm.data.graphs import bipartite_propagate, l2_normalize
@@ -64,6 +64,16 @@ class MGNMConfig(ModelConfig):
         "each", description="eq. 8: normalise each modality ('each') or their sum ('sum')")
     eval_gumbel: bool = Field(False, description="sample Gumbel noise at evaluation (LGMRec)")
     finetune_features: bool = Field(False, description="train the feature tables")
+    feature_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="storage and product precision of the frozen feature tables: "
+                               "bfloat16 halves their memory and runs F W ~2x faster on CPUs "
+                               "with AVX512-BF16 (float32 accumulation, weights and results)")
+
+    @model_validator(mode="after")
+    def _finetune_is_float32(self):
+        if self.finetune_features and self.feature_dtype != "float32":
+            raise ValueError("finetune_features=true needs feature_dtype=float32")
+        return self
 
 
 class LGMRecConfig(MGNMConfig):
@@ -164,7 +174,8 @@ class MGNM(Recommender):
         self.modalities = list(inputs.features)
         self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, d)))
         self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, d)))
-        self.features = ItemFeatures(inputs.features, finetune=config.finetune_features)
+        self.features = ItemFeatures(inputs.features, finetune=config.finetune_features,
+                                     dtype=config.feature_dtype)
         dims = self.features.dims()
 
         def xavier(*shape: int) -> nn.Parameter:
@@ -206,10 +217,10 @@ class MGNM(Recommender):
         the table (the largest operand: 4096-d image features in the paper) is read once, and
         the backward's ``Fᵀ G`` is one product as well.
         """
-        feats, proj = self.features[m], self.proj[self._key(m)]
+        proj = self.proj[self._key(m)]
         if not hyper:
-            return feats @ proj, None
-        both = feats @ torch.cat([proj, self._hyper_weights(m)], dim=1)
+            return self.features.product(m, proj), None
+        both = self.features.product(m, torch.cat([proj, self._hyper_weights(m)], dim=1))
         d = proj.shape[1]
         return both[:, :d], both[:, d:]
 
@@ -220,7 +231,7 @@ class MGNM(Recommender):
         """
         k = self._key(m)
         if first is None:
-            first = self.features[m] @ self._hyper_weights(m)
+            first = self.features.product(m, self._hyper_weights(m))
         if not self.config.purifier:
             return first
         hidden = first + self.pur_b1[k]  # eq. 9
