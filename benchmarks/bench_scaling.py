@@ -110,10 +110,14 @@ def write_graph(root: Path, name: str, users: np.ndarray, items: np.ndarray, lab
     return d
 
 
-def measure(data: Path, models: list[str], epochs: int) -> list[dict]:
-    """bench_epoch.py for ``models`` on ``data`` (one fresh process per model)."""
+def measure(data: Path, models: list[str], epochs: int, steps: int = 0,
+            no_eval: bool = False) -> list[dict]:
+    """bench_epoch.py for ``models`` on ``data`` (one fresh process per model); with
+    ``steps``, single steps are timed and an epoch is estimated from them."""
     cmd = [sys.executable, str(HERE / "bench_epoch.py"), "--data", str(data), "--model",
            ",".join(models), "--epochs", str(epochs), "--threads", "1", "--json"]
+    if steps:
+        cmd += ["--steps", str(steps)] + (["--no-eval"] if no_eval else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
     if proc.stderr.strip():
         print(proc.stderr.strip(), file=sys.stderr)
@@ -126,7 +130,7 @@ def slope(x: list[float], y: list[float]) -> float:
 
 
 def cpu(row: dict, key: str, digits: int = 2) -> str:
-    return f"{row[key]:.{digits}f}" if key in row else "–"
+    return f"{row[key]:.{digits}f}" if row.get(key) is not None else "–"
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -143,7 +147,7 @@ def plot(rows: list[dict], path: Path) -> None:
                             (axes[2], ("peak_rss_mb",), "peak RSS (MB)")):
         for model, key in ((m, k) for m in sorted({r["model"] for r in rows}) for k in keys):
             pts = sorted((r["interactions"], r[key]) for r in rows
-                         if r["model"] == model and key in r)
+                         if r["model"] == model and r.get(key) is not None)
             if not pts:
                 continue
             x, y = zip(*pts, strict=True)
@@ -170,6 +174,10 @@ def main() -> None:
     p.add_argument("--features", default="image:128,text:128")
     p.add_argument("--source", type=Path, default=BABY)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=0,
+                   help="time this many single training steps per size instead of epochs "
+                        "(epochs are then estimated as steps x batches)")
+    p.add_argument("--no-eval", action="store_true", help="with --steps: no evaluation pass")
     p.add_argument("--plot", type=Path)
     p.add_argument("--json", type=Path)
     p.add_argument("--include", type=Path, action="append", default=[],
@@ -189,7 +197,8 @@ def main() -> None:
             size = {"scale": scale, "users": n_u, "items": n_i, "interactions": int(users.size),
                     "train": int((labels == 0).sum())}
             print(f"{scale}x: {size}", flush=True)
-            for r in measure(data, args.models.split(","), args.epochs):
+            for r in measure(data, args.models.split(","), args.epochs, args.steps,
+                             args.no_eval):
                 rows.append({**size, **r})
                 print(json.dumps(rows[-1]), flush=True)
     print("\n| size | users | items | interactions | model | s/epoch (wall) | CPU s/epoch | s/eval "
@@ -197,11 +206,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows.sort(key=lambda r: (r["scale"], r["model"]))
     for r in rows:  # one training step (batch) propagates the whole graph: per step, not per
-        if "epoch_cpu_s" in r:  # epoch, is what can grow linearly with a fixed batch size
+        if "epoch_cpu_s" in r and "step_cpu_ms" not in r:  # epoch, can grow linearly
             r["step_cpu_ms"] = 1000 * r["epoch_cpu_s"] / r["batches_per_epoch"]
     for r in rows:
         print(f"| {r['scale']}x | {r['users']} | {r['items']} | {r['interactions']} | {r['model']} "
-              f"| {r['epoch_s']:.2f} | {cpu(r, 'epoch_cpu_s')} | {r['eval_s']:.2f} | "
+              f"| {r['epoch_s']:.2f}{' (est.)' if r.get('epoch_estimated') else ''} | "
+              f"{cpu(r, 'epoch_cpu_s')} | {cpu(r, 'eval_s')} | "
               f"{cpu(r, 'eval_cpu_s')} | {r['batches_per_epoch']} | {cpu(r, 'step_cpu_ms', 1)} | "
               f"{r['peak_rss_mb']} |")
     slopes = {}
@@ -211,7 +221,7 @@ def main() -> None:
             x = [r["interactions"] for r in mine]
             keys = ["epoch_s", "epoch_cpu_s", "step_cpu_ms", "eval_s", "eval_cpu_s", "peak_rss_mb"]
             slopes[model] = {k: slope(x, [r[k] for r in mine]) for k in keys
-                             if all(k in r for r in mine)}
+                             if all(r.get(k) is not None for r in mine)}
             print(f"{model}: slope against log(interactions): " + ", ".join(
                 f"{k} {v:.2f}" for k, v in slopes[model].items()))
     if args.plot and rows:

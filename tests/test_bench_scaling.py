@@ -63,3 +63,16 @@ def test_slope_of_a_power_law_is_its_exponent():
     x = [1e5, 4e5, 1.6e6]
     assert bs.slope(x, [3 * v**1.5 for v in x]) == pytest.approx(1.5)
     assert bs.slope(x, [7 * v for v in x]) == pytest.approx(1.0)
+
+
+def test_step_mode_times_single_steps_and_estimates_the_epoch(tiny_dir):
+    """--steps (used for sizes too big for whole epochs): one row per model with the step
+    medians, the epoch estimate = step x batches, and an evaluation pass."""
+    rows = bs.measure(tiny_dir, ["lightgcn", "mgnm"], epochs=1, steps=3)
+    assert [r["model"] for r in rows] == ["lightgcn", "mgnm"]
+    for r in rows:
+        assert r["steps_measured"] == 3 and r["epoch_estimated"] is True
+        assert r["step_ms"] > 0 and r["eval_s"] > 0
+        assert r["epoch_s"] == pytest.approx(r["step_ms"] / 1000 * r["batches_per_epoch"])
+    no_eval = bs.measure(tiny_dir, ["lightgcn"], epochs=1, steps=2, no_eval=True)
+    assert no_eval[0]["eval_s"] is None
