@@ -9,7 +9,8 @@ Workloads (the paper's real settings on this machine's data):
 - ``lightgcn-baby``: LightGCN on Amazon Baby (goal: <= 1.0 s/epoch, <= 0.5 s/evaluation);
 - ``mgnm-tiktok``: MGNM with its defaults on TikTok (goal: <= 2.5 s/epoch);
 - ``mgnm-baby-4096``: MGNM on Baby with seeded random 4096-d image and 384-d text tables,
-  the paper's widths (goal: <= 12 s/epoch, <= 1.5 GB peak RSS, <= 1 s/evaluation).
+  the paper's widths (goal: <= 12 s/epoch, <= 1.5 GB peak RSS, <= 1 s/evaluation);
+- ``mgnm-baby-4096-bf16`` (not in the default list): the same with ``feature_dtype=bfloat16``.
 
 Each (code version, workload, thread count) runs ``bench_epoch.py --single`` in a fresh
 process with ``PYTHONPATH`` pointing at that version's ``src`` (``current`` is this checkout):
@@ -35,6 +36,10 @@ WORKLOADS = {
     "mgnm-tiktok": ("tiktok", "mgnm", [], {"epoch_s": 2.5}),
     "mgnm-baby-4096": ("baby", "mgnm", ["--random-features", "image:4096,text:384"],
                        {"epoch_s": 12.0, "eval_s": 1.0, "peak_rss_mb": 1536}),
+    # the same with the feature tables in bfloat16 (feature_dtype; needs a version that has it)
+    "mgnm-baby-4096-bf16": ("baby", "mgnm", ["--random-features", "image:4096,text:384",
+                                             "--set", "feature_dtype=bfloat16"],
+                            {"epoch_s": 12.0, "eval_s": 1.0, "peak_rss_mb": 1536}),
 }
 
 
@@ -53,7 +58,8 @@ def run_one(src: Path, data: Path, model: str, extra: list[str], threads: int,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data-root", default=str(HERE.parent.parent / "shared" / "data"))
-    p.add_argument("--workloads", default=",".join(WORKLOADS))
+    p.add_argument("--workloads", default="lightgcn-baby,mgnm-tiktok,mgnm-baby-4096",
+                   help=f"comma list of {', '.join(WORKLOADS)}")
     p.add_argument("--threads", default="2", help="comma list of thread counts")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--compare", action="append", default=[], metavar="NAME=SRC",
