@@ -433,7 +433,7 @@ def test_mgnm_bfloat16_features_give_nearly_the_float32_loss_and_gradients(tiny)
         torch.manual_seed(9)  # the same Gumbel noise and dropout for both
         loss = model.loss(users, pos, neg)["loss"]
         loss.backward()
-        out[dtype] = (float(loss), model.proj["image"].grad.clone())
+        out[dtype] = (loss.item(), model.proj["image"].grad.clone())
     assert out["bfloat16"][0] == pytest.approx(out["float32"][0], rel=1e-2)
     g32, g16 = out["float32"][1], out["bfloat16"][1]
     assert float((g16 - g32).norm() / g32.norm()) < 0.05

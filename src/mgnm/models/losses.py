@@ -59,7 +59,10 @@ class _BoundedLogSumExp(torch.autograd.Function):
 
     @staticmethod
     def _blocks(a: torch.Tensor, p: torch.Tensor):
-        step = max(1, LSE_BLOCK // max(p.shape[0], 1)) if a.device.type == "cpu" else a.shape[0]
+        if a.device.type == "cpu":
+            step = max(1, LSE_BLOCK // max(p.shape[0], 1))
+        else:  # a GPU forms the whole matrix at once
+            step = max(1, a.shape[0])
         return [(s, min(s + step, a.shape[0])) for s in range(0, a.shape[0], step)]
 
     @staticmethod

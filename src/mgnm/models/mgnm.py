@@ -220,9 +220,11 @@ class MGNM(Recommender):
         proj = self.proj[self._key(m)]
         if not hyper:
             return self.features.product(m, proj), None
-        both = self.features.product(m, torch.cat([proj, self._hyper_weights(m)], dim=1))
-        d = proj.shape[1]
-        return both[:, :d], both[:, d:]
+        second = self._hyper_weights(m)
+        both = self.features.product(m, torch.cat([proj, second], dim=1))
+        # split, not slicing: its backward is one concatenation, not a zero-filled copy per half
+        first, rest = both.split([proj.shape[1], second.shape[1]], dim=1)
+        return first, rest
 
     def hyperedge_logits(self, m: str, first: torch.Tensor | None = None) -> torch.Tensor:
         """Item-to-hyperedge logits ``H_i^m`` (q x B), eqs. 9-11 (or LGMRec's ``F V``).
