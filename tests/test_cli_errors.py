@@ -35,6 +35,14 @@ def run_dir(tmp_path_factory):
     (["evaluate", "no/such/run"], ["no/such/run", "run directory does not exist"]),
     (["info", "no/such/dir"], ["no/such/dir", "dataset directory does not exist"]),
     (["models", "lightgcm"], ["unknown model 'lightgcm'", "did you mean 'lightgcn'"]),
+    (["train", "--model", "mgnm", "--set", "feature_dtype=float16"],
+     ["config key 'feature_dtype' = 'float16'", "'float32' or 'bfloat16'"]),
+    # a rule across two keys: the message names both, with no placeholder key
+    (["train", "--model", "mgnm", "--set", "finetune_features=true",
+      "--set", "feature_dtype=bfloat16"],
+     ["invalid config for model 'mgnm': finetune_features=true needs feature_dtype=float32"]),
+    (["train", "--model", "freedom", "--set", "feat_embed_dim=32"],
+     ["invalid config for model 'freedom': feat_embed_dim (32) must equal embedding_size"]),
 ])
 def test_user_errors_are_one_line(tmp_path, args, fragments):
     assert_user_error(run_mgnm(*args, cwd=tmp_path), *fragments)

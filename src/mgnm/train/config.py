@@ -181,9 +181,11 @@ def _validate(cls: type[BaseModel], values: dict[str, Any], model: str) -> Any:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "?"
-            got = values.get(err["loc"][0]) if err["loc"] else None
-            lines.append(f"config key {key!r} = {got!r}: {err['msg']}")
+            if not err["loc"]:  # a rule across keys (a model validator): its message names them
+                lines.append(err["msg"].removeprefix("Value error, "))
+                continue
+            key = ".".join(str(p) for p in err["loc"])
+            lines.append(f"config key {key!r} = {values.get(err['loc'][0])!r}: {err['msg']}")
         raise ConfigError(f"invalid config for model {model!r}: " + "; ".join(lines)) from None
 
 
