@@ -17,6 +17,7 @@ widths (for timing at the paper's dimensions when the real feature files are una
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -25,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +42,13 @@ def random_features(ds, spec: str):
         name, dim = part.split(":")
         feats[name] = rng.random((ds.n_items, int(dim)), dtype=np.float32)
     return replace(ds, features=feats)
+
+
+def mgnm_dir() -> str:
+    """Where the measured mgnm package was imported from."""
+    import mgnm
+
+    return str(Path(mgnm.__file__).parent)
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -88,7 +97,26 @@ def measure(args: argparse.Namespace) -> dict:
         "epoch_cpu_s": statistics.median(train_cpu), "eval_cpu_s": statistics.median(eval_cpu),
         "peak_rss_mb": round(peak_mb), "peak_gpu_mb": round(gpu_mb) if gpu_mb else None,
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+        "mgnm": mgnm_dir(),
     }
+
+
+def training_batches(trainer):
+    """The trainer's batches epoch after epoch, each epoch opened as the trainer opens it
+    (``model.train()``, ``pre_epoch``), for timing single steps. Works with any version of the
+    package (``bench_goals --compare`` runs earlier ones), so it uses only long-standing API."""
+    for epoch in itertools.count():
+        trainer.model.train()
+        trainer.model.pre_epoch(epoch)
+        yield from trainer.sampler.batches(epoch)
+
+
+def train_step(trainer, batch) -> None:
+    """One optimisation step as the trainer's epoch loop takes it: loss, backward, Adam."""
+    losses = trainer.model.loss(batch[0], batch[1], batch[2] if len(batch) > 2 else None)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    trainer.optimizer.step()
 
 
 def measure_steps(args: argparse.Namespace, trainer, ds) -> dict:
@@ -97,18 +125,13 @@ def measure_steps(args: argparse.Namespace, trainer, ds) -> dict:
     one evaluation pass unless ``--no-eval``."""
     import torch
 
-    model, opt = trainer.model, trainer.optimizer
-    batches = (b for epoch in range(10**9) for b in trainer.sampler.batches(epoch))
+    batches = training_batches(trainer)
     walls, cpus = [], []
     with trainer._own_state():
-        model.train()
         for step in range(args.steps + 2):
             batch = next(batches)
             t0, c0 = time.perf_counter(), time.process_time()
-            losses = model.loss(batch[0], batch[1], batch[2] if len(batch) > 2 else None)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
+            train_step(trainer, batch)
             if step >= 2:
                 walls.append(time.perf_counter() - t0)
                 cpus.append(time.process_time() - c0)
@@ -130,7 +153,28 @@ def measure_steps(args: argparse.Namespace, trainer, ds) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "peak_gpu_mb": None, "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
+        "mgnm": mgnm_dir(),
     }
+
+
+def run_fresh(data, model: str, *, epochs: int, threads: int = 0, device: str = "cpu",
+              extra: list[str] | tuple[str, ...] = (), src: str | None = None) -> dict:
+    """:func:`measure` in a fresh process (so peak memory is its own), importing mgnm from
+    ``src`` when given (another version's ``src`` directory). ``extra``: further arguments of
+    this script (``--set``, ``--random-features``, ``--steps``). Raises ``RuntimeError`` with
+    the process's last error line when it fails."""
+    cmd = [sys.executable, __file__, "--single", "--data", str(data), "--model", model,
+           "--epochs", str(epochs), "--device", device, "--threads", str(threads), *extra]
+    env = dict(os.environ, PYTHONPATH=str(src)) if src else os.environ
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise RuntimeError(f"{model} on {data}: {tail}")
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    # a missing or wrong src would silently measure the installed package instead
+    if src and not Path(row["mgnm"]).resolve().is_relative_to(Path(src).resolve()):
+        raise RuntimeError(f"{src}: mgnm was imported from {row['mgnm']}, not from there")
+    return row
 
 
 def main() -> None:
@@ -155,20 +199,17 @@ def main() -> None:
 
     models = list(MODELS) if args.model == "all" else args.model.split(",")
     rows = []
+    extra = ["--random-features", args.random_features] if args.random_features else []
+    if args.steps:
+        extra += ["--steps", str(args.steps)] + (["--no-eval"] if args.no_eval else [])
+    extra += [a for s in args.set or [] for a in ("--set", s)]
     for m in models:
-        cmd = [sys.executable, __file__, "--single", "--data", args.data, "--model", m,
-               "--epochs", str(args.epochs), "--device", args.device, "--threads", str(args.threads)]
-        if args.random_features:
-            cmd += ["--random-features", args.random_features]
-        if args.steps:
-            cmd += ["--steps", str(args.steps)] + (["--no-eval"] if args.no_eval else [])
-        for s in args.set or []:
-            cmd += ["--set", s]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
-        if proc.returncode != 0:
-            print(f"{m}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        try:
+            row = run_fresh(args.data, m, epochs=args.epochs, threads=args.threads,
+                            device=args.device, extra=extra)
+        except RuntimeError as exc:
+            print(f"failed: {exc}", file=sys.stderr)
             continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)

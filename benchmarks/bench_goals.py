@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CURRENT = HERE.parent / "src"
+sys.path.insert(0, str(HERE))
+from bench_epoch import run_fresh  # noqa: E402
 
 # name -> (dataset directory, model, extra bench_epoch arguments, goals)
 WORKLOADS = {
@@ -41,18 +41,6 @@ WORKLOADS = {
                                              "--set", "feature_dtype=bfloat16"],
                             {"epoch_s": 12.0, "eval_s": 1.0, "peak_rss_mb": 1536}),
 }
-
-
-def run_one(src: Path, data: Path, model: str, extra: list[str], threads: int,
-            epochs: int) -> dict:
-    cmd = [sys.executable, str(HERE / "bench_epoch.py"), "--single", "--data", str(data),
-           "--model", model, "--epochs", str(epochs), "--threads", str(threads), *extra]
-    env = dict(os.environ, PYTHONPATH=str(src))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["(no message)"]
-        raise SystemExit(f"{model} on {data} with {src} failed: {tail[0]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -78,8 +66,11 @@ def main() -> None:
         data, model, extra, goals = WORKLOADS[name]
         for threads in (int(t) for t in args.threads.split(",")):
             for version, src in versions:
-                r = run_one(Path(src), Path(args.data_root) / data, model, extra, threads,
-                            args.epochs)
+                try:
+                    r = run_fresh(Path(args.data_root) / data, model, epochs=args.epochs,
+                                  threads=threads, extra=extra, src=src)
+                except RuntimeError as exc:
+                    raise SystemExit(f"{version}: {exc}") from None
                 r.update(workload=name, code=version)
                 rows.append(r)
                 goal = ", ".join(f"{k} <= {v}" for k, v in goals.items())

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +32,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_epoch import run_fresh  # noqa: E402
+
 BABY = HERE.parent.parent / "shared" / "data" / "baby" / "baby.inter"
 BABY_COUNTS = (19445, 7050, 160792)  # users, items, interactions of the MMRec Baby file
 
@@ -112,16 +113,16 @@ def write_graph(root: Path, name: str, users: np.ndarray, items: np.ndarray, lab
 
 def measure(data: Path, models: list[str], epochs: int, steps: int = 0,
             no_eval: bool = False) -> list[dict]:
-    """bench_epoch.py for ``models`` on ``data`` (one fresh process per model); with
-    ``steps``, single steps are timed and an epoch is estimated from them."""
-    cmd = [sys.executable, str(HERE / "bench_epoch.py"), "--data", str(data), "--model",
-           ",".join(models), "--epochs", str(epochs), "--threads", "1", "--json"]
-    if steps:
-        cmd += ["--steps", str(steps)] + (["--no-eval"] if no_eval else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
-    if proc.stderr.strip():
-        print(proc.stderr.strip(), file=sys.stderr)
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    """bench_epoch.py for ``models`` on ``data`` (one fresh process per model, one thread);
+    with ``steps``, single steps are timed and an epoch is estimated from them."""
+    extra = ["--steps", str(steps)] + (["--no-eval"] if no_eval else []) if steps else []
+    rows = []
+    for model in models:
+        try:
+            rows.append(run_fresh(data, model, epochs=epochs, threads=1, extra=extra))
+        except RuntimeError as exc:
+            print(f"failed: {exc}", file=sys.stderr)
+    return rows
 
 
 def slope(x: list[float], y: list[float]) -> float:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_epoch import random_features  # noqa: E402
+from bench_epoch import random_features, train_step, training_batches  # noqa: E402
 
 
 def table(prof, top: int, by_shape: bool) -> list[dict]:
@@ -66,16 +66,10 @@ def main() -> None:
     cfg = resolve_config({"model": args.model, "threads": args.threads},
                          parse_set(args.set or []))
     trainer = Trainer(cfg, ds)
-    model, opt = trainer.model, trainer.optimizer
-    model.train()
-    batches = iter(trainer.sampler.batches(0))
+    batches = training_batches(trainer)
 
     def step() -> None:
-        batch = next(batches)
-        losses = model.loss(batch[0], batch[1], batch[2] if len(batch) > 2 else None)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        opt.step()
+        train_step(trainer, next(batches))
 
     for _ in range(args.warmup):
         step()

@@ -76,3 +76,15 @@ def test_step_mode_times_single_steps_and_estimates_the_epoch(tiny_dir):
         assert r["epoch_s"] == pytest.approx(r["step_ms"] / 1000 * r["batches_per_epoch"])
     no_eval = bs.measure(tiny_dir, ["lightgcn"], epochs=1, steps=2, no_eval=True)
     assert no_eval[0]["eval_s"] is None
+
+
+def test_a_compared_version_is_measured_from_its_own_src(tiny_dir, tmp_path):
+    """bench_goals --compare NAME=SRC: the measuring process imports mgnm from SRC, and a
+    SRC without it is an error instead of a silent measurement of the installed package."""
+    import bench_epoch
+
+    src = Path(bench_epoch.__file__).resolve().parents[1] / "src"
+    row = bench_epoch.run_fresh(tiny_dir, "bpr", epochs=1, threads=1, src=str(src))
+    assert Path(row["mgnm"]) == src / "mgnm"
+    with pytest.raises(RuntimeError, match="not from there"):
+        bench_epoch.run_fresh(tiny_dir, "bpr", epochs=1, threads=1, src=str(tmp_path))
