@@ -377,6 +377,10 @@ def bipartite_layer_mean(
     """:func:`layer_mean` of the stack ``[users; items]`` on ``D^-1/2 A D^-1/2``, as its user
     and item parts, computed with the user-item block only: no stacking copy, and no
     backward that zero-fills the whole stack for each half (with the same sums per row)."""
-    layers = bipartite_propagate(users, items, r_sym, n_layers)
-    return (sum(u for u, _ in layers) / (n_layers + 1),
-            sum(i for _, i in layers) / (n_layers + 1))
+    return layer_means(bipartite_propagate(users, items, r_sym, n_layers))
+
+
+def layer_means(layers: list[tuple[torch.Tensor, torch.Tensor]]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean user table and the mean item table of ``[(U^0, I^0), ..., (U^L, I^L)]``."""
+    return (sum(u for u, _ in layers) / len(layers), sum(i for _, i in layers) / len(layers))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from mgnm.data.graphs import bipartite_propagate, l2_normalize
+from mgnm.data.graphs import bipartite_propagate, l2_normalize, layer_means
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
@@ -260,8 +260,7 @@ class MGNM(Recommender):
         cfg = self.config
         need_hyper = cfg.alpha > 0 or (training and cfg.cl_weight > 0)
         cge = bipartite_propagate(self.user_emb, self.item_emb, self.r_sym, cfg.n_ui_layers)  # eq. 2
-        id_u = sum(u for u, _ in cge) / len(cge)  # eq. 3, LightGCN's layer mean
-        id_i = sum(i for _, i in cge) / len(cge)
+        id_u, id_i = layer_means(cge)  # eq. 3, LightGCN's layer mean
 
         mge: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         firsts: dict[str, torch.Tensor | None] = {}

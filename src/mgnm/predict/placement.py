@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import torch
 
-from mgnm.data.graphs import l2_normalize, layer_mean, propagate
+from mgnm.data.graphs import l2_normalize, layer_mean, layer_means, propagate
 from mgnm.errors import MgnmError
 from mgnm.models import Recommender
 from mgnm.models.freedom import modality_weights
@@ -243,7 +243,7 @@ class MGNMPlacement(Placement):
         self.model = model
         out = model.forward_all(training=False)
         self.cge_items = [i for _, i in out.cge_layers[: cfg.n_ui_layers]]
-        self.id_items = sum(i for _, i in out.cge_layers) / len(out.cge_layers)
+        self.id_items = layer_means(out.cge_layers)[1]
         k = cfg.n_mm_layers
         self.mge_items = {m: layers[k - 1][1] if k > 0 else layers[0][1]
                           for m, layers in out.mge_layers.items()}
