@@ -1,0 +1,133 @@
+"""The single operations behind issue 10's CPU changes, timed alone (median of repeats).
+
+    python benchmarks/bench_kernels.py --threads 1
+    python benchmarks/bench_kernels.py --threads 2 --only feature,hcl
+
+- ``feature``: MGNM's feature products at Baby's size (7,050 items x 4096-d): ``F W_m`` and
+  ``F W1`` as two products against one product with the weights side by side, forward and
+  backward, in float32 and in bfloat16 (``feature_dtype``).
+- ``exp``: torch's ``exp_`` against ``exp2_`` per element, on blocks of 26, 104 and 1,900
+  rows of 19,445 (HCL's exponentials).
+- ``hcl``: ``contrast_all_lowrank`` (1,900 batch users against 19,445, B = 4, forward and
+  backward) for several ``LSE_BLOCK`` sizes, the last one the whole matrix at once.
+- ``spmm``: the CSR product with Baby's training matrix for 64, 128 and 192 columns
+  (``R I`` and ``Rᵀ U``; needs ``--baby``), which is why tables are not propagated side by
+  side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+BABY = Path(__file__).resolve().parents[2] / "shared" / "data" / "baby"
+
+
+def timed(fn, repeats: int) -> float:
+    """Median milliseconds of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def feature(repeats: int) -> None:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    f = torch.rand(7050, 4096, generator=gen)
+    w1, w2 = torch.randn(4096, 64, generator=gen), torch.randn(4096, 64, generator=gen)
+    both = torch.cat([w1, w2], 1)
+    g = torch.randn(7050, 128, generator=gen)
+    fb, bothb, gb = f.bfloat16(), both.bfloat16(), g.bfloat16()
+    rows = {
+        "forward, two products F W (64 columns each)": lambda: (f @ w1, f @ w2),
+        "forward, one product F [W_m | W1] (128 columns)": lambda: f @ both,
+        "backward, two products Fᵀ G": lambda: (f.T @ g[:, :64], f.T @ g[:, 64:]),
+        "backward, one product Fᵀ G": lambda: f.T @ g,
+        "bfloat16 forward, one product": lambda: (fb @ bothb).float(),
+        "bfloat16 backward, (Gᵀ F)ᵀ": lambda: (gb.T @ fb).T.float(),
+    }
+    for name, fn in rows.items():
+        print(f"| feature | {name} | {timed(fn, repeats):.1f} ms |")
+
+
+def exp(repeats: int) -> None:
+    import torch
+
+    for rows in (26, 104, 1900):
+        x = torch.randn(rows, 19445)
+        n = x.numel()
+        copy = timed(lambda: x.clone(), repeats)  # noqa: B023
+        for name in ("exp_", "exp2_"):
+            t = timed(lambda: getattr(x.clone(), name)(), repeats)  # noqa: B023
+            print(f"| exp | {name} on {rows} x 19445 | {1e6 * (t - copy) / n:.3f} ns/element |")
+
+
+def hcl(repeats: int) -> None:
+    import torch
+
+    from mgnm.models import losses
+
+    gen = torch.Generator().manual_seed(0)
+    n_all, b = 19445, 4
+    anchor = torch.randn(n_all, 64, generator=gen, requires_grad=True)
+    weights = torch.softmax(torch.randn(n_all, b, generator=gen), 1).requires_grad_(True)
+    basis = torch.randn(b, 64, generator=gen, requires_grad=True)
+    index = torch.randint(0, n_all, (2048,), generator=gen)  # ~1,900 distinct users
+
+    def step() -> None:
+        losses.contrast_all_lowrank(anchor, weights, basis, index, 0.2).backward()
+
+    default = losses.LSE_BLOCK
+    try:
+        for block in (1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 30):
+            losses.LSE_BLOCK = block
+            what = "whole matrix" if block == 1 << 30 else f"{4 * block / 2**20:g} MB blocks"
+            print(f"| hcl | forward + backward, {what} | {timed(step, repeats):.1f} ms |")
+    finally:
+        losses.LSE_BLOCK = default
+
+
+def spmm(repeats: int, baby: Path) -> None:
+    import torch
+
+    from mgnm.data import load_dataset
+    from mgnm.data.graphs import interaction_matrix
+
+    ds = load_dataset(baby)
+    r = interaction_matrix(ds.train.users, ds.train.items, ds.n_users, ds.n_items, norm="sym")
+    for width in (64, 128, 192):
+        i, u = torch.randn(ds.n_items, width), torch.randn(ds.n_users, width)
+        print(f"| spmm | R I, {width} columns | {timed(lambda: r.mm(i), repeats):.2f} ms |")  # noqa: B023
+        print(f"| spmm | Rᵀ U, {width} columns | {timed(lambda: r.T.mm(u), repeats):.2f} ms |")  # noqa: B023
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--only", default="feature,exp,hcl,spmm")
+    p.add_argument("--baby", type=Path, default=BABY, help="Baby's directory (for spmm)")
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"{args.threads} thread(s)\n\n| kernel | what | median |\n|---|---|---|")
+    for name in args.only.split(","):
+        if name == "spmm":
+            if args.baby.is_dir():
+                spmm(args.repeats, args.baby)
+            else:
+                print(f"| spmm | skipped: {args.baby} is absent | |")
+        else:
+            {"feature": feature, "exp": exp, "hcl": hcl}[name](args.repeats)
+
+
+if __name__ == "__main__":
+    main()
