@@ -220,3 +220,48 @@ def test_keep_freed_memory_is_accepted_by_glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt thresholds exist only in glibc")
     assert keep_freed_memory() is True
+
+
+def test_fused_adam_takes_the_same_steps_as_the_loop_implementation():
+    """make_adam's fused kernel against torch's per-parameter loop Adam (a separate code path),
+    over several steps with changing gradients: equal up to float rounding."""
+    from mgnm.train.trainer import make_adam
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(7, 5)
+    b = torch.nn.Linear(7, 5)
+    b.load_state_dict(a.state_dict())
+    start = [p.detach().clone() for p in a.parameters()]
+    fused = make_adam(a, 0.01)
+    loop = torch.optim.Adam(b.parameters(), lr=0.01, foreach=False)
+    assert fused.param_groups[0]["fused"] is True
+    for _step in range(5):
+        x = torch.randn(11, 7)
+        for model, opt in ((a, fused), (b, loop)):
+            opt.zero_grad()
+            (model(x) ** 2).sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert all((p - s).abs().min() > 1e-3 for p, s in zip(a.parameters(), start, strict=True))
+
+
+def test_checkpoint_of_unfused_adam_resumes_with_the_fused_kernel(tiny, tmp_path):
+    """A checkpoint written by a version without the fused kernel (its groups say fused=None)
+    loads, keeps its moments, and the resumed trainer steps with the fused kernel."""
+    c = cfg(epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(c, tiny, run_dir=tmp_path / "run", callbacks=[Interrupt(1)])
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = io.load_torch(path)
+    for g in state["optimizer"]["param_groups"]:
+        g["fused"], g["foreach"] = None, None
+    io.save_torch(path, state)
+    t = Trainer(c, tiny, run_dir=tmp_path / "run")
+    t.load_state_dict(io.load_torch(path), str(path))
+    assert t.optimizer.param_groups[0]["fused"] is True
+    saved = state["optimizer"]["state"]
+    for i, p in enumerate(t.model.parameters()):
+        assert torch.equal(t.optimizer.state[p]["exp_avg"], saved[i]["exp_avg"])
+    result = t.run(resume=True)
+    assert result.epochs_run == 2
