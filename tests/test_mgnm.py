@@ -191,13 +191,26 @@ def test_hcl_gradient_matches_autograd_of_plain_formula(monkeypatch, block):
     p1 = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
     a2, p2 = a1.detach().clone().requires_grad_(True), p1.detach().clone().requires_grad_(True)
     index = torch.tensor([0, 2, 2, 8, 4])
-    contrast_all(a1, p1, index, 0.3).backward()
+    # scaled, as eq. 26 weights it: the gradients are formed in the forward pass and the
+    # backward only multiplies them by the incoming scalar
+    (-2.5 * contrast_all(a1, p1, index, 0.3)).backward()
     an, pn = F.normalize(a2, dim=1), F.normalize(p2, dim=1)
     logits = an[index] @ pn.T / 0.3
     plain = (torch.logsumexp(logits, 1) - (an[index] * pn[index]).sum(1) / 0.3).sum()
-    plain.backward()
+    (-2.5 * plain).backward()
     torch.testing.assert_close(a1.grad, a2.grad)
     torch.testing.assert_close(p1.grad, p2.grad)
+
+
+def test_hcl_without_gradients_has_the_same_value():
+    torch.manual_seed(3)
+    a = torch.randn(10, 6, requires_grad=True)
+    p = torch.randn(10, 6, requires_grad=True)
+    index = torch.tensor([1, 1, 4, 9])
+    with torch.no_grad():
+        quiet = contrast_all(a, p, index, 0.2)
+    assert not quiet.requires_grad
+    assert quiet.item() == pytest.approx(contrast_all(a, p, index, 0.2).item(), rel=1e-6)
 
 
 def test_hcl_is_summed_over_every_modality_pair(tiny3):

@@ -41,20 +41,23 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: torch.Tensor | None =
     return loss.sum() if reduction == "sum" else loss.mean()
 
 
-LSE_BLOCK = 1 << 20  # exponentials per block of _BoundedLogSumExp (4 MB: stays in cache)
+LSE_BLOCK = 1 << 20  # exponentials per block of _WeightedLogSumExp (4 MB: stays in cache)
 _LOG2_E = 1.4426950408889634  # log2(e)
 
 
-class _BoundedLogSumExp(torch.autograd.Function):
-    """``lse_r = log Σ_c exp(a_r · p_c)`` for logits known to lie in ``[-bound, bound]``.
+class _WeightedLogSumExp(torch.autograd.Function):
+    """``Σ_r w_r lse_r`` with ``lse_r = log Σ_c exp(a_r · p_c)``, for logits known to lie in
+    ``[-bound, bound]``, and its gradients, in one pass over the exponentials.
 
     With bounded logits no per-row maximum is needed. The ``rows x candidates`` matrix of
     exponentials (LGMRec/MGNM's HCL: ~2,000 batch users against every user) is never held
     whole: it is formed block of rows by block of rows, small enough to stay in the CPU's
-    caches, summed, and formed again block by block in the backward, where it is weighted
-    by the incoming gradient and multiplied out. Recomputing costs one exponential per entry;
-    holding the whole matrix cost more (a fresh allocation of hundreds of MB, page faults, and
-    memory traffic) and as much memory again as the rest of a Baby-sized step.
+    caches. A block holds whole rows, so each row's sum, and with it the row's softmax, is
+    known inside the block; the output being a scalar, the gradients are that softmax
+    weighted by ``w`` and multiplied out right there, and the backward only scales them by
+    the incoming scalar. Holding the whole matrix cost a fresh allocation of hundreds of MB
+    (page faults, memory traffic); forming it again in the backward cost a second product
+    and exponential per entry.
     """
 
     @staticmethod
@@ -66,40 +69,48 @@ class _BoundedLogSumExp(torch.autograd.Function):
         return [(s, min(s + step, a.shape[0])) for s in range(0, a.shape[0], step)]
 
     @staticmethod
-    def _exp(a: torch.Tensor, p: torch.Tensor, shift: float) -> torch.Tensor:
-        """``exp(a pᵀ - shift)``, as ``2 ** ((a log2 e) pᵀ - shift log2 e)``: torch's exp2 is
-        ~3x faster than its exp on a CPU, and the factor is applied to the small ``a``."""
-        e = (a * _LOG2_E) @ p.T
-        if shift:
-            e.sub_(shift * _LOG2_E)
-        return e.exp2_()
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, p: torch.Tensor, bound: float):  # type: ignore[override]
+    def forward(ctx, a: torch.Tensor, p: torch.Tensor, w: torch.Tensor,  # type: ignore[override]
+                bound: float, with_grad: bool):
         shift = bound if bound > 60.0 else 0.0  # keep exp() within float32 range
-        s = torch.cat([_BoundedLogSumExp._exp(a[i:j], p, shift).sum(1)
-                       for i, j in _BoundedLogSumExp._blocks(a, p)])
-        ctx.save_for_backward(a, p, s)
-        ctx.shift = shift
-        return s.log() + shift
+        total = a.new_zeros(())
+        grad_a = torch.empty_like(a) if with_grad else None
+        grad_p = torch.zeros_like(p) if with_grad else None
+        narrow = p.shape[1] < 16  # narrow outputs: this orientation was ~3x faster on CPU
+        for i, j in _WeightedLogSumExp._blocks(a, p):
+            # exp(a pᵀ - shift) as 2 ** ((a log2 e) pᵀ - shift log2 e): torch's exp2 is ~3x
+            # faster than its exp on a CPU, and the factor is applied to the small a
+            e = (a[i:j] * _LOG2_E) @ p.T
+            if shift:
+                e.sub_(shift * _LOG2_E)
+            e.exp2_()
+            s = e.sum(1)
+            total += (w[i:j] * (s.log() + shift)).sum()
+            if with_grad:
+                e.mul_((w[i:j] / s)[:, None])  # the rows' softmax, weighted
+                if narrow:
+                    grad_a[i:j] = (p.T @ e.T).T
+                    grad_p.add_((a[i:j].T @ e).T)
+                else:
+                    grad_a[i:j] = e @ p
+                    grad_p.addmm_(e.T, a[i:j])
+        ctx.save_for_backward(grad_a, grad_p)
+        ctx.with_grad = with_grad
+        return total
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        a, p, s = ctx.saved_tensors
-        scale = grad / s
-        grad_a = torch.empty_like(a)
-        grad_p = torch.zeros_like(p)
-        narrow = p.shape[1] < 16  # narrow outputs: this orientation was ~3x faster on CPU
-        for i, j in _BoundedLogSumExp._blocks(a, p):
-            e = _BoundedLogSumExp._exp(a[i:j], p, ctx.shift)
-            e.mul_(scale[i:j, None])  # the softmax weighted by the incoming gradient
-            if narrow:
-                grad_a[i:j] = (p.T @ e.T).T
-                grad_p.add_((a[i:j].T @ e).T)
-            else:
-                grad_a[i:j] = e @ p
-                grad_p.addmm_(e.T, a[i:j])
-        return grad_a, grad_p, None
+        if not ctx.with_grad:
+            raise RuntimeError("_WeightedLogSumExp was applied without gradients")
+        grad_a, grad_p = ctx.saved_tensors
+        return grad * grad_a, grad * grad_p, None, None, None
+
+
+def weighted_logsumexp(a: torch.Tensor, p: torch.Tensor, weights: torch.Tensor,
+                       bound: float) -> torch.Tensor:
+    """``Σ_r weights_r log Σ_c exp(a_r · p_c)`` for logits within ``[-bound, bound]``
+    (differentiable in ``a`` and ``p``; see :class:`_WeightedLogSumExp`)."""
+    with_grad = torch.is_grad_enabled() and (a.requires_grad or p.requires_grad)
+    return _WeightedLogSumExp.apply(a, p, weights.to(a.dtype), bound, with_grad)
 
 
 def contrast_all(anchor: torch.Tensor, positive: torch.Tensor, index: torch.Tensor,
@@ -115,8 +126,7 @@ def contrast_all(anchor: torch.Tensor, positive: torch.Tensor, index: torch.Tens
     p_all = l2_normalize(positive)
     a = l2_normalize(anchor[uniq]) / temperature
     pos = (a * p_all[uniq]).sum(1)
-    lse = _BoundedLogSumExp.apply(a, p_all, 1.0 / temperature)
-    return ((lse - pos) * counts).sum()
+    return weighted_logsumexp(a, p_all, counts, 1.0 / temperature) - (pos * counts).sum()
 
 
 def contrast_all_lowrank(anchor: torch.Tensor, weights: torch.Tensor, basis: torch.Tensor,
@@ -134,5 +144,5 @@ def contrast_all_lowrank(anchor: torch.Tensor, weights: torch.Tensor, basis: tor
     inv_norm = 1.0 / positive.norm(dim=1).clamp_min(1e-12)
     a = l2_normalize(anchor[uniq]) / temperature
     pos = (a * positive[uniq]).sum(1) * inv_norm[uniq]
-    lse = _BoundedLogSumExp.apply(a @ basis.T, weights * inv_norm[:, None], 1.0 / temperature)
-    return ((lse - pos) * counts).sum()
+    lse = weighted_logsumexp(a @ basis.T, weights * inv_norm[:, None], counts, 1.0 / temperature)
+    return lse - (pos * counts).sum()
