@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import layer_mean
+from mgnm.data.graphs import bipartite_layer_mean
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
@@ -68,13 +68,14 @@ class BM3(Recommender):
             proj = nn.Linear(dim, d)
             nn.init.xavier_normal_(proj.weight)
             self.projections[m] = proj
-        self.adj = inputs.norm_adj
+        self.adj = inputs.norm_adj  # the whole graph (fold-in of new users reads it)
+        self.r_sym = inputs.interactions("sym")  # its user-item block, used for training
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(E_U, E_I)``: the layer mean, with the layer-0 item IDs added once more."""
-        e0 = torch.cat([self.user_emb, self.item_emb])
-        e = layer_mean(e0, self.adj, self.config.n_layers)
-        return e[: self.n_users], e[self.n_users:] + self.item_emb
+        eu, ei = bipartite_layer_mean(self.user_emb, self.item_emb, self.r_sym,
+                                      self.config.n_layers)
+        return eu, ei + self.item_emb
 
     def _target(self, rows: torch.Tensor, index: torch.Tensor, n_table: int) -> torch.Tensor:
         """``Drop_p(X)[index]`` without gradient (the stop-gradient target), given the rows
