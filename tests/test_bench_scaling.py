@@ -88,3 +88,19 @@ def test_a_compared_version_is_measured_from_its_own_src(tiny_dir, tmp_path):
     assert Path(row["mgnm"]) == src / "mgnm"
     with pytest.raises(RuntimeError, match="not from there"):
         bench_epoch.run_fresh(tiny_dir, "bpr", epochs=1, threads=1, src=str(tmp_path))
+
+
+def test_goal_summary_is_the_median_over_rounds_with_the_range():
+    import bench_goals
+
+    rows = [{"workload": "mgnm-tiktok", "threads": 2, "code": "current", "round": i,
+             "epoch_s": e, "eval_s": v, "peak_rss_mb": m}
+            for i, (e, v, m) in enumerate([(3.0, 0.2, 500), (2.0, 0.1, 520), (9.0, 0.3, 510)], 1)]
+    rows.append({**rows[0], "code": "before", "epoch_s": 4.0})
+    table = bench_goals.summary(rows)
+    assert "median over 3 rounds" in table
+    line = next(x for x in table.splitlines() if "| current |" in x)
+    # median 3.0 of (3, 2, 9), range 2-9; eval median 0.2; the highest peak RSS
+    assert line == ("| mgnm-tiktok | 2 | current | 3.00 (2.00-9.00) | 0.20 (0.10-0.30) | 520 | "
+                    "epoch_s <= 2.5: not met |")
+    assert "| before | 4.00 (4.00-4.00) |" in table
