@@ -198,8 +198,8 @@ def make_adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
 
     torch's default (``foreach``) Adam makes ~10 passes over every parameter table per step;
     the fused one makes one (on Baby's LightGCN tables 3.3 ms -> 1.6 ms per step on 2 CPU
-    threads, ``benchmarks/bench_kernels.py --only adam``; ~7% of a LightGCN step, ~6% of an
-    MGNM one at the paper's widths). Same update, up to float rounding.
+    threads, ``benchmarks/bench_kernels.py --only adam``; ~7% of a LightGCN step, ~1% of an
+    MGNM one at the paper's widths by the profiler). Same update, up to float rounding.
     Saved optimizer states load into either kind.
     """
     params = list(model.parameters())
