@@ -196,10 +196,11 @@ def keep_freed_memory() -> bool:
 def make_adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
     """Adam over the model's parameters, as one fused kernel where torch has one.
 
-    torch's default (``foreach``) Adam makes ~10 passes over every parameter table per step;
-    the fused one makes one (on Baby's LightGCN tables 3.3 ms -> 1.6 ms per step on 2 CPU
-    threads, ``benchmarks/bench_kernels.py --only adam``; ~7% of a LightGCN step, ~1% of an
-    MGNM one at the paper's widths by the profiler). Same update, up to float rounding.
+    torch's default Adam runs seven element-wise operations per parameter table and step
+    (``lerp_``, ``mul_``, ``addcmul_``, ``sqrt``, ``div_``, ``add_``, ``addcdiv_``, each a pass
+    over the table); the fused one makes one pass. On Baby's LightGCN tables: 3.3 ms -> 1.6 ms
+    per step on 2 CPU threads (``benchmarks/bench_kernels.py --only adam``), ~7% of a LightGCN
+    step; ~1% of an MGNM one at the paper's widths, by the profiler. Same update, up to float rounding.
     Saved optimizer states load into either kind.
     """
     params = list(model.parameters())
