@@ -169,3 +169,72 @@ def test_bipartite_layer_mean_equals_layer_mean_of_the_stack():
     for n_layers in (0, 1, 3):
         u, i = bipartite_layer_mean(x[:25], x[25:], block, n_layers)
         torch.testing.assert_close(torch.cat([u, i]), layer_mean(x, full, n_layers))
+
+
+def random_block(seed: int, n_users: int, n_items: int, n: int):
+    rng = np.random.default_rng(seed)
+    users, items = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    block = interaction_matrix(users, items, n_users, n_items, norm="sym")
+    return block, block.to_dense()
+
+
+@pytest.mark.parametrize("n_keys", [7, 70_000])  # numpy's 16-bit radix sort; torch's sort
+def test_stable_order_is_numpys_stable_argsort(n_keys):
+    from mgnm.data.graphs import stable_order
+
+    keys = np.random.default_rng(1).integers(0, n_keys, 500).astype(np.int32)
+    keys[:50] = keys[0]  # many ties, whose order must be kept
+    got = stable_order(torch.from_numpy(keys), n_keys)
+    np.testing.assert_array_equal(got.numpy(), np.argsort(keys, kind="stable"))
+
+
+def test_csr_rows_and_transpose_equal_the_dense_matrix():
+    from mgnm.data.graphs import csr_rows, csr_transpose
+
+    block, dense = random_block(2, 30, 20, 120)
+    rows = torch.tensor([0, 3, 4, 17, 29])
+    sub = csr_rows(block._mat, rows)
+    assert torch.equal(sub.to_dense(), dense[rows])
+    assert torch.equal(csr_transpose(sub).to_dense(), dense[rows].T)
+    assert torch.equal(csr_transpose(block._mat).to_dense(), dense.T)
+    empty = csr_rows(block._mat, torch.tensor([], dtype=torch.long))
+    assert empty.shape == (0, 20) and csr_transpose(empty).shape == (20, 0)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo"])
+@pytest.mark.parametrize("n_rows", [3, 28])  # a few rows (their own product); most rows
+def test_rows_mm_value_and_gradient_equal_dense(fmt, n_rows):
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(0, 30, 120), rng.integers(0, 20, 120)
+    op = interaction_matrix(users, items, 30, 20, norm="sym", fmt=fmt)
+    dense = op.to_dense()
+    rows = torch.from_numpy(np.sort(rng.choice(30, n_rows, replace=False)))
+    if fmt == "csr":
+        assert op.few_entries(rows) == (n_rows == 3)
+    x = torch.randn(20, 4, dtype=torch.float32, requires_grad=True)
+    w = torch.randn(n_rows, 4)
+    (op.rows_mm(rows, x) * w).sum().backward()
+    x_ref = x.detach().clone().requires_grad_(True)
+    ref = (dense @ x_ref)[rows]
+    (ref * w).sum().backward()
+    torch.testing.assert_close(op.rows_mm(rows, x.detach()), ref.detach())
+    torch.testing.assert_close(x.grad, x_ref.grad)
+
+
+def test_bipartite_layer_mean_rows_are_rows_of_the_whole_mean():
+    from mgnm.data.graphs import bipartite_layer_mean, bipartite_layer_mean_rows
+
+    block, _ = random_block(5, 40, 25, 200)
+    user_rows, item_rows = torch.tensor([1, 7, 8, 30]), torch.tensor([0, 2, 3, 11, 12, 24])
+    for n_layers in (0, 1, 2, 3):
+        u0 = torch.randn(40, 8, requires_grad=True)
+        i0 = torch.randn(25, 8, requires_grad=True)
+        wu, wi = torch.randn(4, 8), torch.randn(6, 8)
+        eu, ei = bipartite_layer_mean(u0, i0, block, n_layers)
+        whole = (eu[user_rows] * wu).sum() + (ei[item_rows] * wi).sum()
+        g_whole = torch.autograd.grad(whole, [u0, i0])
+        ru, ri = bipartite_layer_mean_rows(u0, i0, block, n_layers, user_rows, item_rows)
+        assert torch.equal(ru, eu[user_rows]) and torch.equal(ri, ei[item_rows])
+        g_rows = torch.autograd.grad((ru * wu).sum() + (ri * wi).sum(), [u0, i0])
+        for a, b in zip(g_rows, g_whole, strict=True):
+            torch.testing.assert_close(a, b)

@@ -104,10 +104,25 @@ class SparseOp:
         """``self @ x`` without autograd bookkeeping (callers normally use ``@``)."""
         x = x.contiguous()
         if self.fmt == "csr" and x.device.type == "cpu":
-            out = torch.empty(self.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
-            # beta=0 ignores the (uninitialised) input; measured ~2x faster than sparse.mm.
-            return torch.addmm(out, self._mat, x, beta=0, out=out)
+            return _csr_mm(self._mat, x)
         return torch.sparse.mm(self._mat, x)
+
+    def few_entries(self, rows: torch.Tensor, share: float = 0.5) -> bool:
+        """Whether ``rows`` hold at most ``share`` of the entries (CSR only)."""
+        crow = self._mat.crow_indices()
+        return int((crow[rows + 1] - crow[rows]).sum()) <= share * self.nnz
+
+    def rows_mm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(self @ x)[rows]`` for distinct ``rows``: on CPU (CSR), when they hold at most
+        half the entries, a product of those rows alone; otherwise the whole product, indexed.
+        """
+        if x.dim() != 2 or x.shape[0] != self.shape[1]:
+            raise ValueError(f"cannot multiply a {self.shape} sparse matrix by {tuple(x.shape)}")
+        if self.fmt != "csr" or x.device.type != "cpu" or not self.few_entries(rows):
+            return (self @ x)[rows]
+        if not x.requires_grad:
+            return _csr_mm(csr_rows(self._mat, rows), x)
+        return _RowsSpMM.apply(x, self, rows)
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[0] != self.shape[1]:
@@ -133,6 +148,73 @@ class _SpMM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         return ctx.op.T.mm(grad), None
+
+
+def _csr_mm(mat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``mat @ x`` for a CPU CSR ``mat``: ``addmm`` into a preallocated output, beta=0 (it
+    ignores the uninitialised input); measured ~2x faster than ``torch.sparse.mm``."""
+    x = x.contiguous()
+    out = torch.empty(mat.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+    return torch.addmm(out, mat, x, beta=0, out=out)
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+        return torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False)
+
+
+def csr_rows(mat: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The CSR matrix of ``mat``'s ``rows`` (in that order), copying only their entries."""
+    crow = mat.crow_indices()
+    rows = rows.to(torch.long)
+    start = crow[rows].long()
+    counts = crow[rows + 1].long() - start
+    new_crow = torch.zeros(rows.numel() + 1, dtype=torch.long)
+    torch.cumsum(counts, 0, out=new_crow[1:])
+    total = int(new_crow[-1])
+    # entry k of kept row r sits at start[r] + k in mat and at new_crow[r] + k here
+    idx = torch.arange(total) + torch.repeat_interleave(start - new_crow[:-1], counts,
+                                                        output_size=total)
+    return _csr(new_crow.to(crow.dtype), mat.col_indices()[idx], mat.values()[idx],
+                (rows.numel(), mat.shape[1]))
+
+
+def stable_order(keys: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """The stable ascending order of integer ``keys`` in ``[0, n_keys)``: numpy's radix sort
+    on 16-bit keys when they fit (~13x faster than torch's sort on 17k Baby entries),
+    torch's stable sort otherwise."""
+    if n_keys <= 2**16:
+        order = np.argsort(keys.numpy().astype(np.uint16), kind="stable")
+        return torch.from_numpy(order)
+    return torch.argsort(keys, stable=True)
+
+
+def csr_transpose(mat: torch.Tensor) -> torch.Tensor:
+    """The CSR matrix of ``matᵀ`` (a stable sort of the entries by column)."""
+    crow, col = mat.crow_indices(), mat.col_indices()
+    n_rows, n_cols = mat.shape
+    order = stable_order(col, n_cols)
+    row_of = torch.repeat_interleave(torch.arange(n_rows, dtype=col.dtype), crow[1:] - crow[:-1],
+                                     output_size=col.numel())
+    new_crow = torch.zeros(n_cols + 1, dtype=torch.long)
+    torch.cumsum(torch.bincount(col, minlength=n_cols), 0, out=new_crow[1:])
+    return _csr(new_crow.to(crow.dtype), row_of[order], mat.values()[order], (n_cols, n_rows))
+
+
+class _RowsSpMM(torch.autograd.Function):
+    """``(op @ x)[rows]`` with ``op``'s rows only; the backward multiplies by their transpose
+    (built from those rows' entries: on Baby's batch users, 15% of the matrix)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, op: SparseOp, rows: torch.Tensor  # type: ignore[override]
+                ) -> torch.Tensor:
+        ctx.sub = csr_rows(op._mat, rows)
+        return _csr_mm(ctx.sub, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return _csr_mm(csr_transpose(ctx.sub), grad), None, None
 
 
 # --------------------------------------------------------------------------- user-item graphs
@@ -378,6 +460,26 @@ def bipartite_layer_mean(
     and item parts, computed with the user-item block only: no stacking copy, and no
     backward that zero-fills the whole stack for each half (with the same sums per row)."""
     return layer_means(bipartite_propagate(users, items, r_sym, n_layers))
+
+
+def bipartite_layer_mean_rows(
+    users: torch.Tensor, items: torch.Tensor, r_sym: SparseOp, n_layers: int,
+    user_rows: torch.Tensor, item_rows: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``user_rows`` and ``item_rows`` (each distinct) of :func:`bipartite_layer_mean`.
+
+    A training step reads only its batch's rows, so the mean adds only those rows, and the
+    last layer is propagated for them alone (``R̂[rows] X``, :meth:`SparseOp.rows_mm`) where
+    they hold at most half the entries: the same sums, in the same order, as the whole tables
+    give. On 16x Baby's size (Chung-Lu) this took LightGCN's step from 1478 to 646 ms; on
+    Baby itself, where the batch items hold ~60% of the entries, it changes little.
+    """
+    layers = bipartite_propagate(users, items, r_sym, max(n_layers - 1, 0))
+    picked = [(u[user_rows], i[item_rows]) for u, i in layers]
+    if n_layers > 0:
+        u, i = layers[-1]
+        picked.append((r_sym.rows_mm(user_rows, i), r_sym.T.rows_mm(item_rows, u)))
+    return layer_means(picked)
 
 
 def layer_means(layers: list[tuple[torch.Tensor, torch.Tensor]]

@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import bipartite_layer_mean
+from mgnm.data.graphs import bipartite_layer_mean, bipartite_layer_mean_rows
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.losses import batch_norm_reg, bpr_loss
@@ -37,8 +37,12 @@ class LightGCN(Recommender):
                                     self.config.n_layers)
 
     def loss(self, users, pos_items, neg_items):
-        eu, ei = self.propagate()
-        u, i, j = eu[users], ei[pos_items], ei[neg_items]
+        # only the batch's rows of the final tables: the last layer and the mean for them alone
+        user_rows, u_at = torch.unique(users, return_inverse=True)
+        item_rows, i_at = torch.unique(torch.cat([pos_items, neg_items]), return_inverse=True)
+        eu, ei = bipartite_layer_mean_rows(self.user_emb, self.item_emb, self.r_sym,
+                                           self.config.n_layers, user_rows, item_rows)
+        u, i, j = eu[u_at], ei[i_at[: pos_items.numel()]], ei[i_at[pos_items.numel():]]
         bpr = bpr_loss((u * i).sum(1), (u * j).sum(1))
         reg = self.config.reg_weight * batch_norm_reg(
             self.user_emb[users], self.item_emb[pos_items], self.item_emb[neg_items]
