@@ -221,19 +221,47 @@ def test_rows_mm_value_and_gradient_equal_dense(fmt, n_rows):
     torch.testing.assert_close(x.grad, x_ref.grad)
 
 
-def test_bipartite_layer_mean_rows_are_rows_of_the_whole_mean():
-    from mgnm.data.graphs import bipartite_layer_mean, bipartite_layer_mean_rows
+def test_batch_row_plan_is_the_batch_neighbourhood_by_hand():
+    from mgnm.data.graphs import batch_row_plan
 
-    block, _ = random_block(5, 40, 25, 200)
+    block, dense = random_block(6, 400, 300, 1200)  # sparse: the neighbourhoods stay small
+    adj = dense.numpy() != 0
+    user_rows, item_rows = torch.tensor([5, 90, 301]), torch.tensor([2, 150, 299])
+    plan = batch_row_plan(block, 3, user_rows, item_rows)
+    want_u, want_i = set(user_rows.tolist()), set(item_rows.tolist())
+    expected = [(want_u, want_i)]
+    for _ in range(2):  # a layer needs the batch rows and the neighbours of the next one's
+        up_u, up_i = expected[0]
+        expected.insert(0, (want_u | {int(u) for i in up_i for u in np.flatnonzero(adj[:, i])},
+                            want_i | {int(i) for u in up_u for i in np.flatnonzero(adj[u])}))
+    assert len(plan) == 3
+    for (rows_u, rows_i), (exp_u, exp_i) in zip(plan, expected, strict=True):
+        assert rows_u.tolist() == sorted(exp_u) and rows_i.tolist() == sorted(exp_i)
+    assert batch_row_plan(block, 0, user_rows, item_rows) == []
+    # on a dense graph the neighbours are (nearly) every row: the whole products are planned
+    small, _ = random_block(5, 40, 25, 200)
+    first = batch_row_plan(small, 2, torch.tensor([1, 7]), torch.arange(20))[0]
+    assert first == (None, None)
+
+
+@pytest.mark.parametrize("graph", ["dense", "sparse"])
+def test_bipartite_layer_mean_rows_are_rows_of_the_whole_mean(graph):
+    from mgnm.data.graphs import batch_row_plan, bipartite_layer_mean, bipartite_layer_mean_rows
+
+    n_u, n_i = (40, 25) if graph == "dense" else (400, 300)
+    block, _ = random_block(5, n_u, n_i, 200 if graph == "dense" else 1200)
     user_rows, item_rows = torch.tensor([1, 7, 8, 30]), torch.tensor([0, 2, 3, 11, 12, 24])
     for n_layers in (0, 1, 2, 3):
-        u0 = torch.randn(40, 8, requires_grad=True)
-        i0 = torch.randn(25, 8, requires_grad=True)
+        u0 = torch.randn(n_u, 8, requires_grad=True)
+        i0 = torch.randn(n_i, 8, requires_grad=True)
         wu, wi = torch.randn(4, 8), torch.randn(6, 8)
         eu, ei = bipartite_layer_mean(u0, i0, block, n_layers)
         whole = (eu[user_rows] * wu).sum() + (ei[item_rows] * wi).sum()
         g_whole = torch.autograd.grad(whole, [u0, i0])
         ru, ri = bipartite_layer_mean_rows(u0, i0, block, n_layers, user_rows, item_rows)
+        if graph == "sparse":  # every layer below the last one really is a part
+            plan = batch_row_plan(block, n_layers, user_rows, item_rows)
+            assert all(rows is not None for pair in plan for rows in pair)
         assert torch.equal(ru, eu[user_rows]) and torch.equal(ri, ei[item_rows])
         g_rows = torch.autograd.grad((ru * wu).sum() + (ri * wi).sum(), [u0, i0])
         for a, b in zip(g_rows, g_whole, strict=True):
