@@ -180,15 +180,18 @@ def test_hcl_equals_a_direct_loop():
     assert got.item() == pytest.approx(ref, rel=1e-5)
 
 
-@pytest.mark.parametrize("block", [1 << 19, 20, 1])
-def test_hcl_gradient_matches_autograd_of_plain_formula(monkeypatch, block):
-    """Also when the exponentials are formed a few rows at a time (``LSE_BLOCK``)."""
+@pytest.mark.parametrize("block,min_rows", [(1 << 19, 8), (20, 1), (1, 1), (1, 2)])
+@pytest.mark.parametrize("dim", [5, 20])  # gradients of narrow and of wide rows
+def test_hcl_gradient_matches_autograd_of_plain_formula(monkeypatch, block, min_rows, dim):
+    """Also when the exponentials are formed a few rows at a time (``LSE_BLOCK`` entries,
+    at least ``LSE_MIN_ROWS`` rows)."""
     from mgnm.models import losses
 
     monkeypatch.setattr(losses, "LSE_BLOCK", block)
+    monkeypatch.setattr(losses, "LSE_MIN_ROWS", min_rows)
     torch.manual_seed(2)
-    a1 = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
-    p1 = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    a1 = torch.randn(9, dim, dtype=torch.float64, requires_grad=True)
+    p1 = torch.randn(9, dim, dtype=torch.float64, requires_grad=True)
     a2, p2 = a1.detach().clone().requires_grad_(True), p1.detach().clone().requires_grad_(True)
     index = torch.tensor([0, 2, 2, 8, 4])
     # scaled, as eq. 26 weights it: the gradients are formed in the forward pass and the

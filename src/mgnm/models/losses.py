@@ -42,6 +42,9 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: torch.Tensor | None =
 
 
 LSE_BLOCK = 1 << 20  # exponentials per block of _WeightedLogSumExp (4 MB: stays in cache)
+# ... but at least this many rows: every block adds a whole candidates x B gradient, so
+# shrinking blocks as the candidates grow made that part grow with their square
+LSE_MIN_ROWS = 8
 _LOG2_E = 1.4426950408889634  # log2(e)
 
 
@@ -63,7 +66,7 @@ class _WeightedLogSumExp(torch.autograd.Function):
     @staticmethod
     def _blocks(a: torch.Tensor, p: torch.Tensor):
         if a.device.type == "cpu":
-            step = max(1, LSE_BLOCK // max(p.shape[0], 1))
+            step = max(LSE_MIN_ROWS, LSE_BLOCK // max(p.shape[0], 1))
         else:  # a GPU forms the whole matrix at once
             step = max(1, a.shape[0])
         return [(s, min(s + step, a.shape[0])) for s in range(0, a.shape[0], step)]
@@ -74,8 +77,10 @@ class _WeightedLogSumExp(torch.autograd.Function):
         shift = bound if bound > 60.0 else 0.0  # keep exp() within float32 range
         total = a.new_zeros(())
         grad_a = torch.empty_like(a) if with_grad else None
-        grad_p = torch.zeros_like(p) if with_grad else None
         narrow = p.shape[1] < 16  # narrow outputs: this orientation was ~3x faster on CPU
+        grad_p = None
+        if with_grad:  # narrow: accumulated transposed (B x candidates), in the product itself
+            grad_p = p.new_zeros(p.shape[1], p.shape[0]) if narrow else torch.zeros_like(p)
         for i, j in _WeightedLogSumExp._blocks(a, p):
             # exp(a pᵀ - shift) as 2 ** ((a log2 e) pᵀ - shift log2 e): torch's exp2 is ~3x
             # faster than its exp on a CPU, and the factor is applied to the small a
@@ -89,10 +94,12 @@ class _WeightedLogSumExp(torch.autograd.Function):
                 e.mul_((w[i:j] / s)[:, None])  # the rows' softmax, weighted
                 if narrow:
                     grad_a[i:j] = (p.T @ e.T).T
-                    grad_p.add_((a[i:j].T @ e).T)
+                    grad_p.addmm_(a[i:j].T, e)
                 else:
                     grad_a[i:j] = e @ p
                     grad_p.addmm_(e.T, a[i:j])
+        if with_grad and narrow:
+            grad_p = grad_p.T.contiguous()
         ctx.save_for_backward(grad_a, grad_p)
         ctx.with_grad = with_grad
         return total
