@@ -15,6 +15,13 @@
   side.
 - ``adam``: one Adam step over LightGCN's Baby-sized tables (19,445 + 7,050 rows x 64) with
   torch's default multi-tensor (``foreach``) kernel and with the fused one the trainer uses.
+- ``hcl-rows``: HCL's log-sum-exp with its gradients (1,900 rows, B = 4) against 19,445,
+  77,780 and 311,120 candidates (Baby's users at 1x, 4x, 16x), with ``LSE_MIN_ROWS`` 1 (the
+  blocks shrinking with the candidates, as before) and 8.
+- ``rows``: LightGCN's propagation (2 layers, d = 64) and its backward for one batch (2,048
+  training pairs and 2,048 random negatives) of the graph in ``--graph`` (an MMRec dataset
+  directory, e.g. one bench_scaling.py writes), whole tables then indexed against
+  ``bipartite_layer_mean_rows``, the two alternated.
 """
 
 from __future__ import annotations
@@ -132,25 +139,90 @@ def adam(repeats: int) -> None:
               f"{1000 * statistics.median(times):.2f} ms |")
 
 
+def hcl_rows(repeats: int) -> None:
+    import torch
+
+    from mgnm.models import losses
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(1900, 4, generator=gen), dim=1).mul(5)
+    a.requires_grad_(True)
+    w = torch.randint(1, 3, (1900,), generator=gen).float()
+    default = losses.LSE_MIN_ROWS
+    try:
+        for n in (19445, 77780, 311120):
+            p = torch.nn.functional.normalize(torch.randn(n, 4, generator=gen), dim=1)
+            p.requires_grad_(True)
+
+            def step() -> None:
+                torch.autograd.grad(losses.weighted_logsumexp(a, p, w, 5.0), [a, p])  # noqa: B023
+
+            for floor in (1, 8):
+                losses.LSE_MIN_ROWS = floor
+                print(f"| hcl-rows | {n} candidates, at least {floor} rows per block | "
+                      f"{timed(step, repeats):.1f} ms |")
+    finally:
+        losses.LSE_MIN_ROWS = default
+
+
+def rows(repeats: int, graph: Path) -> None:
+    import torch
+
+    from mgnm.data import load_dataset
+    from mgnm.data.graphs import bipartite_layer_mean, bipartite_layer_mean_rows, interaction_matrix
+
+    ds = load_dataset(graph)
+    r = interaction_matrix(ds.train.users, ds.train.items, ds.n_users, ds.n_items, norm="sym")
+    gen = torch.Generator().manual_seed(0)
+    u0 = torch.randn(ds.n_users, 64, generator=gen, requires_grad=True)
+    i0 = torch.randn(ds.n_items, 64, generator=gen, requires_grad=True)
+    pick = torch.randint(0, len(ds.train), (2048,), generator=gen)
+    user_rows = torch.as_tensor(ds.train.users)[pick].unique()
+    items = torch.cat([torch.as_tensor(ds.train.items)[pick],
+                       torch.randint(0, ds.n_items, (2048,), generator=gen)])
+    item_rows = items.unique()
+
+    def whole() -> None:
+        eu, ei = bipartite_layer_mean(u0, i0, r, 2)
+        (eu[user_rows].sum() + ei[item_rows].sum()).backward()
+
+    def batch() -> None:
+        eu, ei = bipartite_layer_mean_rows(u0, i0, r, 2, user_rows, item_rows)
+        (eu.sum() + ei.sum()).backward()
+
+    times: dict[str, list[float]] = {"whole tables": [], "batch rows": []}
+    for k in range(repeats + 1):  # alternated; the first round is a warm-up
+        for name, fn in (("whole tables", whole), ("batch rows", batch)):
+            t0 = time.perf_counter()
+            fn()
+            if k:
+                times[name].append(time.perf_counter() - t0)
+    for name, t in times.items():
+        print(f"| rows | {graph.name}: {name} | {1000 * statistics.median(t):.1f} ms |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--only", default="feature,exp,hcl,spmm,adam")
     p.add_argument("--baby", type=Path, default=BABY, help="Baby's directory (for spmm)")
+    p.add_argument("--graph", type=Path, default=BABY, help="a dataset directory (for rows)")
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     print(f"{args.threads} thread(s)\n\n| kernel | what | median |\n|---|---|---|")
     for name in args.only.split(","):
-        if name == "spmm":
-            if args.baby.is_dir():
-                spmm(args.repeats, args.baby)
+        if name in ("spmm", "rows"):
+            where = args.baby if name == "spmm" else args.graph
+            if where.is_dir():
+                (spmm if name == "spmm" else rows)(args.repeats, where)
             else:
-                print(f"| spmm | skipped: {args.baby} is absent | |")
+                print(f"| {name} | skipped: {where} is absent | |")
         else:
-            {"feature": feature, "exp": exp, "hcl": hcl, "adam": adam}[name](args.repeats)
+            {"feature": feature, "exp": exp, "hcl": hcl, "adam": adam,
+             "hcl-rows": hcl_rows}[name](args.repeats)
 
 
 if __name__ == "__main__":

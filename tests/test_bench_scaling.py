@@ -104,3 +104,16 @@ def test_goal_summary_is_the_median_over_rounds_with_the_range():
     assert line == ("| mgnm-tiktok | 2 | current | 3.00 (2.00-9.00) | 0.20 (0.10-0.30) | 520 | "
                     "epoch_s <= 2.5: not met |")
     assert "| before | 4.00 (4.00-4.00) |" in table
+
+
+def test_kernel_bench_times_whole_tables_against_batch_rows(tiny_dir):
+    """bench_kernels.py --only rows on a dataset directory: both variants, one line each."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
+    out = subprocess.run([sys.executable, str(script), "--only", "rows", "--repeats", "1",
+                          "--graph", str(tiny_dir)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = [x for x in out.stdout.splitlines() if x.startswith("| rows | tiny: ")]
+    assert [x.split(":")[1].split("|")[0].strip() for x in lines] == ["whole tables", "batch rows"]
+    assert all(float(x.split("|")[3].split()[0]) > 0 for x in lines)
