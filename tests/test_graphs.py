@@ -244,17 +244,22 @@ def test_batch_row_plan_is_the_batch_neighbourhood_by_hand():
     assert first == (None, None)
 
 
-@pytest.mark.parametrize("graph", ["dense", "sparse"])
+@pytest.mark.parametrize("graph", ["dense", "sparse", "most"])
 def test_bipartite_layer_mean_rows_are_rows_of_the_whole_mean(graph):
+    """Whole layers (their products and batch rows in one node), parts, and batch rows that
+    hold most entries (the whole product, indexed): the whole mean's rows and gradients."""
     from mgnm.data.graphs import batch_row_plan, bipartite_layer_mean, bipartite_layer_mean_rows
 
-    n_u, n_i = (40, 25) if graph == "dense" else (400, 300)
-    block, _ = random_block(5, n_u, n_i, 200 if graph == "dense" else 1200)
+    n_u, n_i = (400, 300) if graph == "sparse" else (40, 25)
+    block, _ = random_block(5, n_u, n_i, 1200 if graph == "sparse" else 200)
     user_rows, item_rows = torch.tensor([1, 7, 8, 30]), torch.tensor([0, 2, 3, 11, 12, 24])
+    if graph == "most":
+        user_rows, item_rows = torch.arange(3, 36), torch.arange(2, 23)
+        assert not block.few_entries(user_rows) and not block.T.few_entries(item_rows)
     for n_layers in (0, 1, 2, 3):
         u0 = torch.randn(n_u, 8, requires_grad=True)
         i0 = torch.randn(n_i, 8, requires_grad=True)
-        wu, wi = torch.randn(4, 8), torch.randn(6, 8)
+        wu, wi = torch.randn(len(user_rows), 8), torch.randn(len(item_rows), 8)
         eu, ei = bipartite_layer_mean(u0, i0, block, n_layers)
         whole = (eu[user_rows] * wu).sum() + (ei[item_rows] * wi).sum()
         g_whole = torch.autograd.grad(whole, [u0, i0])

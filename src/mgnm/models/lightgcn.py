@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import bipartite_layer_mean, bipartite_layer_mean_rows
+from mgnm.data.graphs import bipartite_layer_mean, bipartite_layers_rows, layer_means
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.losses import batch_norm_reg, bpr_loss
@@ -40,13 +40,17 @@ class LightGCN(Recommender):
         # only the batch's rows of the final tables: the last layer and the mean for them alone
         user_rows, u_at = torch.unique(users, return_inverse=True)
         item_rows, i_at = torch.unique(torch.cat([pos_items, neg_items]), return_inverse=True)
-        eu, ei = bipartite_layer_mean_rows(self.user_emb, self.item_emb, self.r_sym,
-                                           self.config.n_layers, user_rows, item_rows)
-        u, i, j = eu[u_at], ei[i_at[: pos_items.numel()]], ei[i_at[pos_items.numel():]]
+        layers = bipartite_layers_rows(self.user_emb, self.item_emb, self.r_sym,
+                                       self.config.n_layers, user_rows, item_rows)
+        eu, ei = layer_means(layers)
+        n_pos = pos_items.numel()
+        u, i, j = eu[u_at], ei[i_at[:n_pos]], ei[i_at[n_pos:]]
         bpr = bpr_loss((u * i).sum(1), (u * j).sum(1))
-        reg = self.config.reg_weight * batch_norm_reg(
-            self.user_emb[users], self.item_emb[pos_items], self.item_emb[neg_items]
-        )
+        # the layer-0 batch rows, gathered once from the tables for the mean and the penalty:
+        # each gather from a whole table costs a zero-filled whole gradient table backward
+        e0u, e0i = layers[0]
+        reg = self.config.reg_weight * batch_norm_reg(e0u[u_at], e0i[i_at[:n_pos]],
+                                                      e0i[i_at[n_pos:]])
         return {"loss": bpr + reg, "bpr": bpr, "reg": reg}
 
     def embeddings(self):
