@@ -44,13 +44,17 @@ class LightGCN(Recommender):
                                        self.config.n_layers, user_rows, item_rows)
         eu, ei = layer_means(layers)
         n_pos = pos_items.numel()
-        u, i, j = eu[u_at], ei[i_at[:n_pos]], ei[i_at[n_pos:]]
+        # index_select: its backward is index_add_, ~2x faster than indexing's (a sort under
+        # deterministic algorithms) for the same sums
+        u = eu.index_select(0, u_at)
+        i, j = ei.index_select(0, i_at[:n_pos]), ei.index_select(0, i_at[n_pos:])
         bpr = bpr_loss((u * i).sum(1), (u * j).sum(1))
         # the layer-0 batch rows, gathered once from the tables for the mean and the penalty:
         # each gather from a whole table costs a zero-filled whole gradient table backward
         e0u, e0i = layers[0]
-        reg = self.config.reg_weight * batch_norm_reg(e0u[u_at], e0i[i_at[:n_pos]],
-                                                      e0i[i_at[n_pos:]])
+        reg = self.config.reg_weight * batch_norm_reg(
+            e0u.index_select(0, u_at), e0i.index_select(0, i_at[:n_pos]),
+            e0i.index_select(0, i_at[n_pos:]))
         return {"loss": bpr + reg, "bpr": bpr, "reg": reg}
 
     def embeddings(self):
