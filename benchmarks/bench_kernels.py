@@ -21,7 +21,8 @@
 - ``rows``: LightGCN's propagation (2 layers, d = 64) and its backward for one batch (2,048
   training pairs and 2,048 random negatives) of the graph in ``--graph`` (an MMRec dataset
   directory, e.g. one bench_scaling.py writes), whole tables then indexed against
-  ``bipartite_layer_mean_rows``, the two alternated.
+  ``bipartite_layer_mean_rows``, and the batch rows picked by plain indexing (each pick's
+  backward zero-filling a whole table, as before commit 512bf35), the three alternated.
 """
 
 from __future__ import annotations
@@ -169,7 +170,13 @@ def rows(repeats: int, graph: Path) -> None:
     import torch
 
     from mgnm.data import load_dataset
-    from mgnm.data.graphs import bipartite_layer_mean, bipartite_layer_mean_rows, interaction_matrix
+    from mgnm.data.graphs import (
+        batch_row_plan,
+        bipartite_layer_mean,
+        bipartite_layer_mean_rows,
+        interaction_matrix,
+        layer_means,
+    )
 
     ds = load_dataset(graph)
     r = interaction_matrix(ds.train.users, ds.train.items, ds.n_users, ds.n_items, norm="sym")
@@ -190,9 +197,29 @@ def rows(repeats: int, graph: Path) -> None:
         eu, ei = bipartite_layer_mean_rows(u0, i0, r, 2, user_rows, item_rows)
         (eu.sum() + ei.sum()).backward()
 
-    times: dict[str, list[float]] = {"whole tables": [], "batch rows": []}
+    def indexed() -> None:  # the same plan, every layer's batch rows picked by indexing
+        def pick(table, rows, want):
+            return table[want] if rows is None else table[torch.searchsorted(rows, want)]
+
+        def whole_of(table, rows, n):
+            return table if rows is None else table.new_zeros(n, 64).index_copy(0, rows, table)
+
+        picked, prev_u, prev_i = [(u0[user_rows], i0[item_rows])], u0, i0
+        plan = batch_row_plan(r, 2, user_rows, item_rows)
+        for depth, (rows_u, rows_i) in enumerate(plan, start=1):
+            u = r @ prev_i if rows_u is None else r.rows_mm(rows_u, prev_i)
+            i = r.T @ prev_u if rows_i is None else r.T.rows_mm(rows_i, prev_u)
+            picked.append((pick(u, rows_u, user_rows), pick(i, rows_i, item_rows)))
+            if depth < 2:
+                prev_u = whole_of(u, rows_u, ds.n_users)
+                prev_i = whole_of(i, rows_i, ds.n_items)
+        eu, ei = layer_means(picked)
+        (eu.sum() + ei.sum()).backward()
+
+    variants = {"whole tables": whole, "batch rows": batch, "batch rows, indexed": indexed}
+    times: dict[str, list[float]] = {name: [] for name in variants}
     for k in range(repeats + 1):  # alternated; the first round is a warm-up
-        for name, fn in (("whole tables", whole), ("batch rows", batch)):
+        for name, fn in variants.items():
             t0 = time.perf_counter()
             fn()
             if k:

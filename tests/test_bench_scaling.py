@@ -107,7 +107,7 @@ def test_goal_summary_is_the_median_over_rounds_with_the_range():
 
 
 def test_kernel_bench_times_whole_tables_against_batch_rows(tiny_dir):
-    """bench_kernels.py --only rows on a dataset directory: both variants, one line each."""
+    """bench_kernels.py --only rows on a dataset directory: every variant, one line each."""
     import subprocess
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
@@ -115,5 +115,6 @@ def test_kernel_bench_times_whole_tables_against_batch_rows(tiny_dir):
                           "--graph", str(tiny_dir)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = [x for x in out.stdout.splitlines() if x.startswith("| rows | tiny: ")]
-    assert [x.split(":")[1].split("|")[0].strip() for x in lines] == ["whole tables", "batch rows"]
+    assert [x.split(":")[1].split("|")[0].strip() for x in lines] == ["whole tables", "batch rows",
+                                                                  "batch rows, indexed"]
     assert all(float(x.split("|")[3].split()[0]) > 0 for x in lines)
