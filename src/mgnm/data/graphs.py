@@ -122,7 +122,7 @@ class SparseOp:
             return (self @ x)[rows]
         if not x.requires_grad:
             return _csr_mm(csr_rows(self._mat, rows), x)
-        return _RowsSpMM.apply(x, self, rows)
+        return _SpMMRows.apply(x, self, rows, None)
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[0] != self.shape[1]:
@@ -214,19 +214,32 @@ def csr_transpose(mat: torch.Tensor) -> torch.Tensor:
     return _csr(new_crow.to(crow.dtype), row_of[order], mat.values()[order], (n_cols, n_rows))
 
 
-class _RowsSpMM(torch.autograd.Function):
-    """``(op @ x)[rows]`` with ``op``'s rows only; the backward multiplies by their transpose
-    (built from those rows' entries: on Baby's batch users, 15% of the matrix)."""
+class _SpMMRows(torch.autograd.Function):
+    """``op[rows] @ x`` (``rows`` None: ``op @ x``) and, unless ``want`` is None, ``x[want]``,
+    in one node. The backward multiplies by the transpose of those rows (built from their
+    entries: on Baby's batch users, 15% of the matrix) and adds the picked rows' gradient
+    into that product's (``index_add_``): autograd would zero-fill a whole table for the
+    indexing and then add the two whole tables (LightGCN on Baby: ~11% of a step). CPU CSR
+    only; ``want`` distinct."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, op: SparseOp, rows: torch.Tensor  # type: ignore[override]
-                ) -> torch.Tensor:
-        ctx.sub = csr_rows(op._mat, rows)
-        return _csr_mm(ctx.sub, x)
+    def forward(ctx, x: torch.Tensor, op: SparseOp, rows: torch.Tensor | None,  # type: ignore[override]
+                want: torch.Tensor | None):
+        ctx.op = op
+        ctx.sub = None if rows is None else csr_rows(op._mat, rows)
+        ctx.want = want
+        y = op.mm(x) if rows is None else _csr_mm(ctx.sub, x)
+        return y if want is None else (y, x[want])
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return _csr_mm(csr_transpose(ctx.sub), grad), None, None
+    def backward(ctx, grad_y: torch.Tensor, *grad_rows: torch.Tensor):  # type: ignore[override]
+        if ctx.sub is None:
+            grad_x = ctx.op.T.mm(grad_y)
+        else:
+            grad_x = _csr_mm(csr_transpose(ctx.sub), grad_y)
+        if ctx.want is not None:
+            grad_x.index_add_(0, ctx.want, grad_rows[0])
+        return grad_x, None, None, None
 
 
 # --------------------------------------------------------------------------- user-item graphs
@@ -559,10 +572,10 @@ def _product_and_rows(op: SparseOp, rows: torch.Tensor | None, x: torch.Tensor,
         return (op @ x if rows is None else op.rows_mm(rows, x)), _pick(part, part_rows, want)
     if not x.requires_grad or op.fmt != "csr" or x.device.type != "cpu":
         return (op @ x if rows is None else op.rows_mm(rows, x)), x[want]
-    if rows is not None and not op.few_entries(rows):
-        y, picked = _SpMMAndRows.apply(x, op, None, want)
+    if rows is not None and not op.few_entries(rows):  # as rows_mm: the whole product
+        y, picked = _SpMMRows.apply(x, op, None, want)
         return y[rows], picked
-    return _SpMMAndRows.apply(x, op, rows, want)
+    return _SpMMRows.apply(x, op, rows, want)
 
 
 def _pick(table: torch.Tensor, rows: torch.Tensor | None, want: torch.Tensor) -> torch.Tensor:
@@ -572,31 +585,6 @@ def _pick(table: torch.Tensor, rows: torch.Tensor | None, want: torch.Tensor) ->
     if rows is want:
         return table
     return table[torch.searchsorted(rows, want)]
-
-
-class _SpMMAndRows(torch.autograd.Function):
-    """``op @ x`` (or ``op[rows] @ x``) and ``x[want]`` in one node: the backward adds the
-    rows' gradient into the product's (``index_add_``), where autograd would zero-fill a
-    whole table for the indexing and then add the two whole tables (LightGCN on Baby: ~11%
-    of a training step). CPU CSR only; ``want`` distinct."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, op: SparseOp, rows: torch.Tensor | None,  # type: ignore[override]
-                want: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx.op = op
-        ctx.sub = None if rows is None else csr_rows(op._mat, rows)
-        ctx.save_for_backward(want)
-        y = op.mm(x) if rows is None else _csr_mm(ctx.sub, x)
-        return y, x[want]
-
-    @staticmethod
-    def backward(ctx, grad_y: torch.Tensor, grad_rows: torch.Tensor):  # type: ignore[override]
-        (want,) = ctx.saved_tensors
-        if ctx.sub is None:
-            grad_x = ctx.op.T.mm(grad_y)
-        else:
-            grad_x = _csr_mm(csr_transpose(ctx.sub), grad_y)
-        return grad_x.index_add_(0, want, grad_rows), None, None, None
 
 
 def _whole(table: torch.Tensor, rows: torch.Tensor | None, n: int) -> torch.Tensor:
