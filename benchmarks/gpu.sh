@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 10, in one script, for a CUDA machine:
+# The GPU check, in one script, for a CUDA machine:
 #   1. keeps the CUDA PyTorch it finds there: mgnm is imported from this checkout (src/ on
 #      PYTHONPATH) when its other dependencies are present; otherwise a venv with
 #      --system-site-packages gets `pip install --no-deps -e .` plus the missing non-torch

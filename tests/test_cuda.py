@@ -25,7 +25,7 @@ NO_CUDA = "torch.cuda.is_available() is False: the CUDA-marked tests need an NVI
 @pytest.mark.parametrize("name", list(MODELS))
 def test_cuda_step_and_metrics_equal_cpu(name, tiny):
     """Loss terms and every parameter's gradient after one ``loss`` + backward on the same
-    seed and batch, the embeddings after one Adam step, and the evaluator's metrics."""
+    seed and batch, the embeddings after one SGD step, and the evaluator's metrics."""
     cpu = one_step(name, tiny, "cpu")
     gpu = one_step(name, tiny, "cuda")
     assert_same_step(cpu, gpu)

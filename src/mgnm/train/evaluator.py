@@ -38,8 +38,11 @@ def rank_metrics(
     n_t = n_targets.float()
     kmax = max(ks)
     ranks = torch.arange(1, kmax + 1, device=hits.device, dtype=torch.float32)
-    discount = 1.0 / torch.log2(ranks + 1.0)
-    ideal = discount.cumsum(0)
+    # the discounts on the CPU in float64, then rounded once: CUDA's log2 differs from the
+    # CPU's in the last bit (an H200 gave 0.38685283 for 1/log2(6), the CPU 0.3868528)
+    discount64 = 1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float64))
+    discount = discount64.to(device=hits.device, dtype=torch.float32)
+    ideal = discount64.cumsum(0).to(device=hits.device, dtype=torch.float32)
     cum_hits = hits[:, :kmax].cumsum(1)
     prec_at_r = cum_hits / ranks
     out: dict[str, torch.Tensor] = {}
