@@ -129,8 +129,9 @@ CSV export of the data frame's `userId`, `movieId`, `rating` and `timestamp` col
    `i_id_map.tsv` also gives the item's `title` (`"<title> (<year>)"`).
 5. Per-user split (MMRec's rule): `rng = numpy.random.default_rng({seed})`; for each user in
    ID order, with that user's interactions sorted by item ID, `L = rng.permutation(...)`;
-   if n < 10: validation = L[0], test = L[1]; else h = floor(0.2 n), validation = L[:h//2],
-   test = L[h//2:h]; the rest is train. `x_label`: 0 train, 1 validation, 2 test.
+   if n < 10: validation = L[0], test = L[1]; else h = floor(0.2 n), v = ceil(h/2) (validation
+   takes the larger half, as in the reference toolbox's own files), validation = L[:v],
+   test = L[v:h]; the rest is train. `x_label`: 0 train, 1 validation, 2 test.
 6. `text_feat.npy`: embedding of `"<title> (<year>) | <genres joined by ', '>"`
    (e.g. `"Toy Story (1995) | Adventure, Animation, Children, Comedy, Fantasy"`),
    `normalize_embeddings=True`, cast to float16. Items without a title: {untitled}.

@@ -18,7 +18,7 @@ from mgnm.data import load_dataset
 from mgnm.prepare.amazon import item_sentence, prepare_amazon
 from mgnm.prepare.kcore import k_core
 from mgnm.prepare.pipeline import prepare_interactions
-from mgnm.prepare.split import split_labels
+from mgnm.prepare.split import held_out, split_labels
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "mgnm" / "datasets" / "movielens"
 
@@ -110,7 +110,7 @@ def expected_held_out(n: int) -> tuple[int, int]:
     if n < 10:
         return 1, 1
     h = (2 * n) // 10
-    return h // 2, h - h // 2
+    return h - h // 2, h // 2
 
 
 def test_split_counts_follow_the_rule_per_user(tmp_path, log_rows):
@@ -388,3 +388,19 @@ def test_cli_amazon_then_train_two_epochs(tmp_path, capsys):
                        "epochs=2", "--out", tmp_path / "run", "-q")
     assert train.returncode == 0, train.stderr
     assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs_run"] == 2
+
+
+def test_held_out_counts_match_the_reference_toolbox_baby_file():
+    """Per-user (validation, test) counts of the reference's own Amazon Baby file, shipped as
+    counts (tests/data/baby_split_counts.tsv): the rule gives each one. The file itself has
+    users with one more validation than test row and none the reverse, so a rule that gave
+    test the larger half would fail here."""
+    path = Path(__file__).parent / "data" / "baby_split_counts.tsv"
+    rows = [line.split("\t") for line in path.read_text().splitlines()
+            if line and not line.startswith("#")][1:]
+    table = [tuple(int(x) for x in r) for r in rows]
+    assert sum(r[3] for r in table) == 19445
+    assert sum(r[3] for r in table if r[1] > r[2]) == 1123
+    assert not any(r[1] < r[2] for r in table)
+    for n, valid, test, _ in table:
+        assert held_out(n) == (valid, test), n

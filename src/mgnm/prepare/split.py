@@ -3,9 +3,12 @@
 Per user, with the user's rows ordered by item index and users visited in index order, one
 ``numpy.random.default_rng(seed)`` draws a permutation. A user with fewer than 10 rows gives
 1 row to validation and 1 to test; otherwise ``h = floor(0.2 n)`` rows are held out,
-``h // 2`` to validation and the rest of them to test.
+``ceil(h / 2)`` to validation and ``floor(h / 2)`` to test: validation takes the larger half
+when ``h`` is odd, as in the reference toolbox's own files (in its Amazon Baby file, every one
+of the 19,445 users follows this rule; 1,123 have one validation row more than test rows, and
+none the reverse).
 
-- ``random``: validation = the permutation's first ``h // 2`` rows, test = the next ones.
+- ``random``: validation = the permutation's first ``ceil(h / 2)`` rows, test = the next ones.
 - ``time``: the same counts, held out from the latest rows (test the very latest, validation
   the ones just before); rows with equal times are ordered by the permutation.
 """
@@ -23,7 +26,7 @@ def held_out(n: int) -> tuple[int, int]:
     if n < 10:
         return min(1, n), min(1, max(n - 1, 0))
     h = int(0.2 * n)
-    return h // 2, h - h // 2
+    return h - h // 2, h // 2
 
 
 def split_labels(users: np.ndarray, items: np.ndarray, seed: int, how: str = "random",
