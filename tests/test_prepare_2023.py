@@ -442,3 +442,21 @@ def test_2014_files_are_still_detected(tmp_path):
         bare = tmp_path / "bare.jsonl"
         bare.write_text('{"who": 1}\n')
         prepare_amazon(bare, old["meta"], tmp_path / "x", text=False, quiet=True)
+
+
+def test_a_directory_from_before_the_new_options_is_replaced(tmp_path):
+    """A prepare.json written without the keys of options added since (format, valid_from,
+    test_from) matches the same command run now, whose values for them are None."""
+    old = amazon_2014(tmp_path)
+    out = tmp_path / "toys"
+    prepare_amazon(old["reviews"], old["meta"], out, text=False, k_core=2, quiet=True)
+    record = json.loads((out / "prepare.json").read_text())
+    for key in ("format", "valid_from", "test_from"):
+        del record["args"][key]
+    (out / "prepare.json").write_text(json.dumps(record))
+    again = prepare_amazon(old["reviews"], old["meta"], out, text=False, k_core=2, quiet=True)
+    assert again["args"]["format"] is None
+    assert json.loads((out / "prepare.json").read_text())["args"]["format"] is None
+    with pytest.raises(DataError, match=r"other arguments \(seed\)"):
+        prepare_amazon(old["reviews"], old["meta"], out, text=False, k_core=2, seed=1,
+                       quiet=True)

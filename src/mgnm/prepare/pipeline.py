@@ -214,13 +214,18 @@ def check_out(out: Path, command: str, args: dict[str, Any]) -> None:
     except (OSError, ValueError):
         raise DataError(f"{out}: holds a different dataset (no readable {RECORD}); choose "
                         f"another --out or remove it") from None
-    if not isinstance(old, dict) or old.get("command") != command or old.get("args") != args:
-        theirs = old.get("args", {}) if isinstance(old, dict) else {}
-        diff = [k for k in sorted(set(args) | set(theirs)) if args.get(k) != theirs.get(k)]
-        what = f"{old.get('command')!r}" if isinstance(old, dict) and \
-            old.get("command") != command else f"other arguments ({', '.join(diff)})"
-        raise DataError(f"{out}: holds a different dataset (prepared by {what}); choose "
-                        f"another --out or remove it")
+    theirs = old.get("args") if isinstance(old, dict) else None
+    theirs = theirs if isinstance(theirs, dict) else {}
+    # an argument missing from the record of an older version is an option it did not have
+    # yet, which stands for its value None
+    diff = [k for k in sorted(set(args) | set(theirs)) if args.get(k) != theirs.get(k)]
+    same_command = isinstance(old, dict) and old.get("command") == command
+    if same_command and not diff:
+        return
+    what = f"other arguments ({', '.join(diff)})" if same_command else \
+        f"{old.get('command') if isinstance(old, dict) else None!r}"
+    raise DataError(f"{out}: holds a different dataset (prepared by {what}); choose "
+                    f"another --out or remove it")
 
 
 class Staging:
