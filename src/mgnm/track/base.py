@@ -101,7 +101,8 @@ class Handle(Protocol):
     epochs_logged: int
     state: str | None
 
-    def log_epochs(self, records: list[dict[str, Any]]) -> None: ...
+    def log_epochs(self, records: list[dict[str, Any]],
+                   times_ms: list[int] | None = None) -> None: ...
 
     def finish(self, result: dict[str, Any] | None, state: str, detail: str | None = None,
                ended_ms: int | None = None) -> None: ...

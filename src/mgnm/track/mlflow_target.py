@@ -161,7 +161,7 @@ class MlflowTarget:
         if handle.epochs_logged > len(files.epochs):  # trained again since: start over
             handle = self.open(spec, live=False, fresh=True)
         before = (handle.epochs_logged, handle.state)
-        handle.log_epochs(files.epochs)
+        handle.log_epochs(files.epochs, files.epoch_times_ms())
         if state != "unfinished":
             handle.finish(files.result, state, detail, files.ended_ms())
         if handle.created:
@@ -206,14 +206,19 @@ class MlflowRun:
         self.target, self.run_id, self.run_dir = target, run_id, run_dir
         self.epochs_logged, self.state, self.created = epochs_logged, state, created
 
-    def log_epochs(self, records: list[dict[str, Any]]) -> None:
+    def log_epochs(self, records: list[dict[str, Any]],
+                   times_ms: list[int] | None = None) -> None:
+        """Send the records of epochs not sent yet, stamped ``times_ms`` (default: now)."""
         from mlflow.entities import Metric, RunTag
 
-        new = [r for r in records if int(r["epoch"]) > self.epochs_logged]
-        chunk: list[Any] = []
         now = _now_ms()
-        for i, rec in enumerate(new):
-            chunk += [Metric(k, v, now, int(rec["epoch"])) for k, v in epoch_metrics(rec).items()]
+        stamped = [(r, t) for r, t in zip(records, times_ms or [now] * len(records), strict=True)
+                   if int(r["epoch"]) > self.epochs_logged]
+        new = [r for r, _ in stamped]
+        chunk: list[Any] = []
+        for i, (rec, when) in enumerate(stamped):
+            chunk += [Metric(k, v, when, int(rec["epoch"]))
+                      for k, v in epoch_metrics(rec).items()]
             if i == len(new) - 1 or len(chunk) + len(epoch_metrics(new[i + 1])) > BATCH:
                 # the metrics and the count that says they arrived, in one request
                 self.target.client.log_batch(self.run_id, metrics=chunk,

@@ -147,6 +147,16 @@ class RunFiles:
         """When the run started, as its ``config.yaml`` was written (milliseconds)."""
         return _mtime_ms(self.run_dir / "config.yaml")
 
+    def epoch_times_ms(self) -> list[int]:
+        """When each epoch ended, as far as the files tell: the start plus the seconds the
+        log records for training and evaluation (time spent elsewhere is not in the log)."""
+        t = float(self.started_ms() or 0)
+        out = []
+        for rec in self.epochs:
+            t += 1000 * (float(rec["train_seconds"]) + float(rec["eval_seconds"]))
+            out.append(int(t))
+        return out
+
     def ended_ms(self) -> int | None:
         return _mtime_ms(self.run_dir / "result.json") if self.finished else None
 

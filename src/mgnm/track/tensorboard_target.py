@@ -57,7 +57,7 @@ class TensorBoardTarget:
         if tmp.exists():
             _remove_tree(tmp)
         run = TensorBoardRun(tmp, spec, None)
-        run.log_epochs(files.epochs)
+        run.log_epochs(files.epochs, files.epoch_times_ms())
         if state == "unfinished":
             run.close(want)
         else:
@@ -107,12 +107,14 @@ class TensorBoardRun:
         self.epochs_logged, self.state = spec.start_epoch, None
         self.created = True
 
-    def log_epochs(self, records: list[dict[str, Any]]) -> None:
-        for rec in records:
+    def log_epochs(self, records: list[dict[str, Any]],
+                   times_ms: list[int] | None = None) -> None:
+        for i, rec in enumerate(records):
             if int(rec["epoch"]) <= self.epochs_logged:
                 continue
+            wall = times_ms[i] / 1000 if times_ms else None
             for k, v in epoch_metrics(rec).items():
-                self.writer.add_scalar(k, v, int(rec["epoch"]))
+                self.writer.add_scalar(k, v, int(rec["epoch"]), walltime=wall)
             self.epochs_logged = int(rec["epoch"])
         self.writer.flush()
 
