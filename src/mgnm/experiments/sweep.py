@@ -183,6 +183,8 @@ def run_experiment(name: str, data: str | Path, out: Path, seeds: Sequence[int],
     stream = stream or sys.stderr
     print(f"{title}: {len(specs)} runs in {out} ({backend} backend)", file=stream, flush=True)
     tracker = tracking_for(base.get("tracking"), out, uri=tracking_uri, push_hint=out)
+    if tracker is not None:
+        tracker.start()
     progress = SweepProgress(len(specs), stream)
 
     def done(o: RunOutcome) -> None:

@@ -178,6 +178,15 @@ class Tracking(Callback):
             thread.join(self.drain_seconds)
         return not self.down
 
+    def start(self) -> Tracking:
+        """Connect before any run starts. An embedded store is created here, once, and
+        waited for: runs that start together in other processes (``--jobs``, Ray) would
+        otherwise each create its tables at the same moment and break it."""
+        self._submit(self._connected)
+        if self.local:
+            self.drain(stop=False)
+        return self
+
     # ------------------------------------------------------------------ callback hooks
     def on_start(self, info: dict[str, Any]) -> None:
         run_dir = Path(info["run_dir"]) if info.get("run_dir") else None

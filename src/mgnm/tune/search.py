@@ -251,7 +251,7 @@ def tune(model: str, data: str | Path, space: str | Path, trials: int, out: Path
     new = 0
     tracker = tracking_for(base.get("tracking"), out, uri=tracking_uri, push_hint=out)
     if tracker is not None:
-        tracker.open_study(out)
+        tracker.start().open_study(out)
 
     def ask() -> tuple[Any, RunSpec]:
         trial = study.ask()
