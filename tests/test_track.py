@@ -6,6 +6,7 @@ run."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -251,6 +252,26 @@ def test_tune_trials_are_child_runs_of_the_study_with_their_pruning(tmp_path, da
     assert counts(client, "search") == before
 
 
+def test_an_experiment_tracks_its_runs_and_a_rerun_adds_only_the_new_ones(tmp_path, data_dir,
+                                                                          empty_store):
+    from mgnm.experiments.sweep import run_experiment
+
+    out = tmp_path / "table1"
+    client = store_in(out, empty_store)
+    base = {k: v for k, v in FAST.items() if k != "model"} | {"tracking": "mlflow"}
+    kw = {"models": ["lightgcn"], "stream": io.StringIO()}
+    run_experiment("table1", data_dir, out, [1], base, **kw)
+    before = counts(client, "table1")
+    res = run_experiment("table1", data_dir, out, [1, 2], base, **kw)
+    assert [o.reused for o in res.outcomes] == [True, False]
+    runs = {r.info.run_name: r for r in runs_of(client, "table1")}
+    assert len(runs) == 2 and all(n.startswith("lightgcn/lightgcn-") for n in runs)
+    for o in res.outcomes:
+        [run] = [r for r in runs.values() if r.data.tags["mgnm.run_dir"] == str(o.spec.run_dir)]
+        assert_mlflow_run_equals_files(client, run, o.spec.run_dir)
+    assert all(counts(client, "table1")[rid] == c for rid, c in before.items())  # reused: as was
+
+
 # ------------------------------------------------------------------ TensorBoard
 def scalars(events: Path) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -358,8 +379,6 @@ def test_track_command_sends_what_it_can_and_names_what_it_cannot(tmp_path, fini
 
 
 def test_track_errors_are_one_line(tmp_path, finished_run, data_dir):
-    assert_user_error(run_mgnm("track", tmp_path / "nope", "--to", "mlflow"),
-                      f"{tmp_path / 'nope'}: no such directory")
     (tmp_path / "empty").mkdir()
     assert_user_error(run_mgnm("track", tmp_path / "empty", "--to", "tensorboard"),
                       "no run directory")

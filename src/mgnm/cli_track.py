@@ -63,11 +63,11 @@ def tracking(kind: str | None, base: Path, uri: str | None, push_hint: Path,
 def track(paths, to, tracking_uri, experiment_name) -> None:
     """Send runs to MLflow or TensorBoard from their files: run directories, or folders of
     them (an experiment, a tuning search). Pushing again sends only what is new."""
+    if to != "mlflow" and (tracking_uri or experiment_name):
+        raise click.UsageError("--tracking-uri and --experiment are for --to mlflow")
     from mgnm.errors import MgnmError
     from mgnm.track import push
 
-    if to != "mlflow" and (tracking_uri or experiment_name):
-        raise click.UsageError("--tracking-uri and --experiment are for --to mlflow")
     report = push(list(paths), to, uri=tracking_uri, experiment=experiment_name)
     for line in report.lines:
         click.echo(line, err=True)
