@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from mgnm.cli_prepare import features, prepare
+from mgnm.cli_track import track, track_kind, track_options, tracking, train_track_options
 from mgnm.errors import MgnmError
 
 TOPK_SHOWN = ("recall", "ndcg")
@@ -65,8 +66,9 @@ def cli() -> None:
 @click.option("--resume", "resume_dir", type=click.Path(),
               help="Continue the interrupted run in this directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@train_track_options
 def train(model, data, config_file, preset, sets, seed, device, threads, out, resume_dir,
-          quiet) -> None:
+          quiet, track, tracking_uri, track_base, track_experiment) -> None:
     """Train a model to early stopping; writes a run directory with result.json."""
     from mgnm import api
     from mgnm.train.config import parse_set
@@ -83,8 +85,13 @@ def train(model, data, config_file, preset, sets, seed, device, threads, out, re
         from mgnm.train.trainer import load_run_config
 
         cfg = load_run_config(resume_dir)
+        run_dir = Path(resume_dir)
+        tracker = tracking(track_kind(track, cfg.train.tracking, tracking_uri),
+                           run_dir.absolute().parent, tracking_uri, run_dir, track_base,
+                           track_experiment)
         result = resume(resume_dir, device=device, threads=threads,
-                        callbacks=default_progress(cfg.train.valid_metric, quiet))
+                        callbacks=[*default_progress(cfg.train.valid_metric, quiet),
+                                   *([tracker] if tracker else [])])
     else:
         overrides = parse_set(sets)
         if seed is not None:
@@ -93,6 +100,8 @@ def train(model, data, config_file, preset, sets, seed, device, threads, out, re
             overrides["device"] = device
         if threads is not None:
             overrides["threads"] = threads
+        if track is not None:
+            overrides["tracking"] = None if track == "none" else track
         cfg = api.make_config(model, data, preset=preset, config_file=config_file,
                               overrides=overrides)
         from mgnm.train.trainer import Trainer
@@ -103,8 +112,12 @@ def train(model, data, config_file, preset, sets, seed, device, threads, out, re
         if (run_dir / "checkpoint.pt").exists():
             raise click.UsageError(f"{run_dir} already holds a run; use --resume {run_dir} to "
                                    f"continue it or choose another --out")
+        tracker = tracking(track_kind(None, cfg.train.tracking, tracking_uri),
+                           run_dir.absolute().parent, tracking_uri, run_dir, track_base,
+                           track_experiment)
         trainer = Trainer(cfg, run_dir=run_dir,
-                          callbacks=default_progress(cfg.train.valid_metric, quiet))
+                          callbacks=[*default_progress(cfg.train.valid_metric, quiet),
+                                     *([tracker] if tracker else [])])
         result = trainer.run()
     _metrics_table(f"{result.model} on {result.dataset}: best epoch {result.best_epoch} "
                    f"of {result.epochs_run}",
@@ -335,9 +348,10 @@ def _parse_seeds(spec: str) -> list[int]:
               show_default=True, help="ray: CPUs each run reserves.")
 @click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="ray: GPUs (or a fraction) each run reserves.")
+@track_options
 def experiment(name, data, seeds, models, model, reference_grids, grid_items, preset_suffix,
                config_file, preset, sets, out, jobs, keep_checkpoints, plot, backend, address,
-               cpus_per_run, gpus_per_run) -> None:
+               cpus_per_run, gpus_per_run, track, tracking_uri) -> None:
     """Run one of the paper's experiments (or any grid) and write its table.
 
     Every run is keyed by its whole resolved config: run again with the same config, finished
@@ -349,6 +363,7 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
 
     base = flat_sources(preset, config_file, sets)
     base.pop("model", None)
+    base["tracking"] = track_kind(track, base.get("tracking"), tracking_uri)
     out_dir = Path(out) if out else Path("experiments") / f"{name}-{Path(data).resolve().name}"
     result = sweep.run_experiment(
         name, data, out_dir, _parse_seeds(seeds), base, jobs=jobs, plot=plot, backend=backend,
@@ -357,7 +372,7 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
                      "gpus_per_run": gpus_per_run},
         models=[m.strip() for m in models.split(",")] if models else None, model=model,
         reference_grids=reference_grids, grid=parse_set(grid_items),
-        preset_suffix=preset_suffix)
+        preset_suffix=preset_suffix, tracking_uri=tracking_uri)
     click.echo(result.text)
     click.echo(result.counts_line(), err=True)
     result.check()
@@ -389,21 +404,24 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
               show_default=True, help="ray: CPUs each trial reserves.")
 @click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="ray: GPUs (or a fraction) each trial reserves.")
+@track_options
 def tune(model, data, space, trials, sampler, pruner, warmup_epochs, startup_trials, config_file,
-         preset, sets, out, storage, backend, address, cpus_per_run, gpus_per_run) -> None:
+         preset, sets, out, storage, backend, address, cpus_per_run, gpus_per_run, track,
+         tracking_uri) -> None:
     """Search MODEL's hyper-parameters with Optuna, selected on validation; the chosen
     trial's test metrics are computed once, at the end. Rerun to continue a search."""
     from mgnm.train.config import flat_sources
     from mgnm.tune.search import tune as run_tune
 
     base = flat_sources(preset, config_file, sets)
+    base["tracking"] = track_kind(track, base.get("tracking"), tracking_uri)
     out_dir = Path(out) if out else Path("tune") / f"{model}-{Path(data).resolve().name}"
     result = run_tune(model, data, space, trials, out_dir, base=base, sampler=sampler,
                       pruner=pruner, warmup_epochs=warmup_epochs,
                       startup_trials=startup_trials, backend=backend,
                       storage=storage, on_trial=lambda line: click.echo(line, err=True),
                       ray_options={"address": address, "cpus_per_run": cpus_per_run,
-                                   "gpus_per_run": gpus_per_run})
+                                   "gpus_per_run": gpus_per_run}, tracking_uri=tracking_uri)
     click.echo(result.text())
 
 
@@ -421,6 +439,7 @@ def plot(run_dirs, output, metric) -> None:
 
 cli.add_command(prepare)  # mgnm prepare interactions|amazon
 cli.add_command(features)  # mgnm features text|image
+cli.add_command(track)  # mgnm track
 
 
 def main(argv: list[str] | None = None) -> int:

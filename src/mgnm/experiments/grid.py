@@ -35,7 +35,7 @@ from mgnm.train.config import RunConfig, resolve_config
 from mgnm.train.trainer import Callback, Trainer
 
 #: Keys that say how a run is executed, not what it computes; they are not part of its key.
-EXECUTION_KEYS = frozenset({"threads", "keep_checkpoint"})
+EXECUTION_KEYS = frozenset({"threads", "keep_checkpoint", "tracking"})
 
 
 class ExperimentError(MgnmError):
@@ -201,13 +201,13 @@ def run_one(spec: RunSpec, callbacks: Sequence[Callback] = ()) -> dict[str, Any]
     return trainer.run(resume=resume).to_dict()
 
 
-def _run_subprocess(spec: RunSpec, threads: int) -> dict[str, Any]:
+def _run_subprocess(spec: RunSpec, threads: int, train_args: Sequence[str] = ()) -> dict[str, Any]:
     done = finished_result(spec)
     if done is not None:
         return done
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     io.write_yaml(spec.run_dir.parent / f"seed{spec.seed}.yaml", with_threads(spec, threads).config)
-    cmd = [sys.executable, "-m", "mgnm.cli", "train", "-q"]
+    cmd = [sys.executable, "-m", "mgnm.cli", "train", "-q", *train_args]
     if (spec.run_dir / "checkpoint.pt").is_file():
         cmd += ["--resume", str(spec.run_dir)]
     else:
@@ -232,11 +232,13 @@ def run_all(
     backend: str = "local",
     ray_options: dict[str, Any] | None = None,
     on_running: Callable[[int], None] | None = None,
+    train_args: Sequence[str] = (),
 ) -> list[RunOutcome]:
     """Run every spec; a failing run is recorded, the others go on.
 
     ``backend="local"``: ``jobs > 1`` runs that many at once in subprocesses, splitting the
-    CPU threads between them. ``backend="ray"``: every run is a Ray task
+    CPU threads between them (``mgnm train`` with ``train_args`` added: what ``callbacks``
+    would do in this process, such as ``--track``). ``backend="ray"``: every run is a Ray task
     (:func:`mgnm.experiments.ray_backend.run_all_ray`, ``ray_options`` its keywords).
     ``on_running`` is told how many runs are in progress whenever that changes."""
     if backend == "ray":
@@ -267,7 +269,8 @@ def run_all(
         return [finish(spec, lambda s=spec: run_one(s, callbacks)) for spec in specs]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(finish, s, lambda s=s: _run_subprocess(s, threads)) for s in specs]
+        futures = [pool.submit(finish, s, lambda s=s: _run_subprocess(s, threads, train_args))
+                   for s in specs]
         return [f.result() for f in futures]
 
 

@@ -134,15 +134,14 @@ def _row_json(r: Selection) -> dict[str, Any]:
     return d
 
 
-def _pyplot() -> Any:
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib figure that pyplot does not hold: no process-wide figure registry, so
+    a plot can be drawn in any thread (a tracker's sends the learning curves)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError as exc:
         raise MgnmError("plotting needs matplotlib: pip install 'mgnm[plot]'") from exc
-    return plt
+    return Figure(figsize=(width, height))
 
 
 def read_log(run_dir: Path) -> list[dict[str, Any]]:
@@ -165,8 +164,6 @@ def _run_metric(run_dir: Path) -> str:
 
 def save_figure(fig: Any, out: Path) -> Path:
     """Write a figure, creating missing directories; OS errors name the path."""
-    import matplotlib.pyplot as plt
-
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=120)
@@ -176,8 +173,6 @@ def save_figure(fig: Any, out: Path) -> Path:
         raise MgnmError(f"{exc.filename or out}: cannot write the plot ({why})") from None
     except ValueError as exc:  # an image format matplotlib does not know
         raise ConfigError(f"{out}: {str(exc).splitlines()[0]}") from None
-    finally:
-        plt.close(fig)
     return out
 
 
@@ -191,8 +186,8 @@ def plot_curves(run_dirs: Sequence[Path], out: Path, metric: str | None = None) 
         if recs and metric not in have:
             raise ConfigError(f"metric {metric!r} is not in {d / 'log.jsonl'}; available: "
                               f"{', '.join(have)}")
-    plt = _pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure(10, 4)
+    ax1, ax2 = fig.subplots(1, 2)
     for d, recs in logs:
         epochs = [r["epoch"] for r in recs]
         ax1.plot(epochs, [r["valid"][metric] for r in recs], label=d.name)
@@ -207,9 +202,9 @@ def plot_curves(run_dirs: Sequence[Path], out: Path, metric: str | None = None) 
 def plot_sensitivity(rows: Sequence[Selection], out: Path, metric: str | None = None) -> Path:
     """Test ``metric`` (default: the rows' selection metric) against beta and against delta
     (Tables IV-VI as a figure)."""
-    plt = _pyplot()
     metric = metric or (rows[0].metric if rows else "recall@20")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = _figure(9, 3.5)
+    axes = fig.subplots(1, 2)
     for ax, key, other in ((axes[0], "ddr_weight", "beta"), (axes[1], "ddr_mm_weight", "delta")):
         pts = sorted({r.settings[key]: r for r in rows if r.label.startswith(other)}.items())
         if pts:

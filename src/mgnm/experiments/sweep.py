@@ -22,6 +22,7 @@ from mgnm.experiments.grid import (
     run_all,
     select_best,
 )
+from mgnm.track import tracking_for
 
 
 @dataclass
@@ -161,8 +162,14 @@ def run_experiment(name: str, data: str | Path, out: Path, seeds: Sequence[int],
                    base: dict[str, Any], *, jobs: int = 1, backend: str = "local",
                    ray_options: dict[str, Any] | None = None, plot: bool = False,
                    keep_checkpoints: bool | None = None,
-                   stream: TextIO | None = None, **plan_kw: Any) -> ExperimentResult:
+                   stream: TextIO | None = None, tracking_uri: str | None = None,
+                   **plan_kw: Any) -> ExperimentResult:
     """Plan, run (finished runs reused, interrupted ones resumed) and summarise.
+
+    With config key ``tracking`` in ``base`` (mlflow or tensorboard) every run is sent to
+    the tracker as it trains, and every run of the call, reused ones too, is sent from its
+    files when it is done (:class:`mgnm.track.Tracking`; MLflow: one experiment named after
+    ``out``, its store ``out/mlflow.db`` unless ``tracking_uri``).
 
     ``keep_checkpoints`` sets ``keep_checkpoint`` of every run (None: keep an explicit
     ``keep_checkpoint`` of ``base``, else False: a sweep keeps ``best.pt`` and ``result.json``
@@ -175,12 +182,25 @@ def run_experiment(name: str, data: str | Path, out: Path, seeds: Sequence[int],
     title, specs = plan(name, data, out, seeds, base, **plan_kw)
     stream = stream or sys.stderr
     print(f"{title}: {len(specs)} runs in {out} ({backend} backend)", file=stream, flush=True)
+    tracker = tracking_for(base.get("tracking"), out, uri=tracking_uri, push_hint=out)
+    if tracker is not None:
+        tracker.start()
     progress = SweepProgress(len(specs), stream)
+
+    def done(o: RunOutcome) -> None:
+        progress(o)
+        if tracker is not None:
+            tracker.sync(o.spec.run_dir)
+
     try:
-        outcomes = run_all(specs, jobs=jobs, on_done=progress, backend=backend,
-                           ray_options=ray_options, on_running=progress.set_running)
+        outcomes = run_all(specs, jobs=jobs, on_done=done, backend=backend,
+                           ray_options=ray_options, on_running=progress.set_running,
+                           callbacks=[tracker] if tracker else [],
+                           train_args=tracker.train_args() if tracker else ())
     finally:
         progress.close()
+        if tracker is not None:
+            tracker.close()
     result = summarise(name, title, out, outcomes)
     if plot:
         finished = [o.spec.run_dir for o in outcomes if o.result]

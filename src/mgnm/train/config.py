@@ -57,6 +57,9 @@ class TrainConfig(BaseModel):
                                                   "of the validation metric over this many "
                                                   "epochs (1 = the raw curve); the best epoch "
                                                   "is still chosen on the raw curve")
+    tracking: Literal["mlflow", "tensorboard"] | None = Field(
+        None, description="send the run to MLflow or TensorBoard as it trains (extra 'track'; "
+                          "docs/tracking.md); how a run is watched, not what it computes")
 
     @field_validator("topk")
     @classmethod
@@ -78,6 +81,11 @@ class TrainConfig(BaseModel):
     @classmethod
     def _null_threads(cls, v: Any) -> Any:
         return 1 if v is None else v  # run directories written while null meant "default"
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _none_tracking(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.lower() == "none" else v
 
     @field_validator("modalities", mode="before")
     @classmethod

@@ -44,6 +44,7 @@ from mgnm.models import Recommender, get_model_class
 from mgnm.train import io
 from mgnm.train.config import RunConfig, resolve_config
 from mgnm.train.evaluator import Evaluator
+from mgnm.train.provenance import software
 from mgnm.train.stopping import EarlyStopping
 
 CHECKPOINT_VERSION = 2
@@ -80,6 +81,8 @@ class Result:
     torch_version: str
     config: dict[str, Any] = field(default_factory=dict)
     run_dir: str | None = None
+    mgnm_version: str | None = None
+    git_commit: str | None = None  # of the checkout mgnm ran from, where it is one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +98,10 @@ class Callback:
     def on_epoch(self, record: EpochRecord) -> None: ...
 
     def on_end(self, result: Result) -> None: ...
+
+    def on_abort(self, error: BaseException) -> None:
+        """The run stopped before its end (an error, an interrupt, a pruner's
+        ``TrialPruned``); called once, then ``error`` propagates."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -426,10 +433,22 @@ class Trainer:
                 "device": str(self.device), "n_batches": len(self.sampler),
                 "max_epochs": self.tc.epochs, "start_epoch": self.epoch,
                 "params": sum(p.numel() for p in self.model.parameters()),
-                "threads": self.threads,
+                "threads": self.threads, "seed": self.tc.seed,
+                "config": self.config.flat(),
                 "run_dir": str(self.run_dir) if self.run_dir else None}
         for cb in self.callbacks:
             cb.on_start(info)
+        try:
+            result = self._loop()
+        except BaseException as exc:
+            for cb in self.callbacks:
+                cb.on_abort(exc)
+            raise
+        for cb in self.callbacks:
+            cb.on_end(result)
+        return result
+
+    def _loop(self) -> Result:
         metric = self.tc.valid_metric
         while not self.finished and self.epoch < self.tc.epochs:
             with self._own_state():
@@ -441,8 +460,6 @@ class Trainer:
             io.write_json(self._path("result.json"), result.to_dict())
             if not self.tc.keep_checkpoint:
                 io.remove(self._path("checkpoint.pt"))
-        for cb in self.callbacks:
-            cb.on_end(result)
         return result
 
     def _one_epoch(self, metric: str) -> EpochRecord:
@@ -498,6 +515,7 @@ class Trainer:
             torch_version=torch.__version__,
             config=self.config.flat(),
             run_dir=str(self.run_dir) if self.run_dir else None,
+            **software(),
         )
 
 

@@ -22,13 +22,14 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mgnm.errors import ConfigError, MgnmError
 from mgnm.experiments.grid import RunSpec, attempt, plan_runs, run_one, with_threads
+from mgnm.track import tracking_for
 from mgnm.train import io
 from mgnm.train.config import resolve_config
 from mgnm.train.trainer import Callback, EpochRecord
@@ -85,13 +86,15 @@ class PruneOnValidation(Callback):
             raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
 
 
-def run_trial(trial: Any, spec: RunSpec) -> dict[str, Any]:
-    """Train (or resume, or reuse) one trial's run; ``{"state": complete|pruned|failed, ...}``."""
+def run_trial(trial: Any, spec: RunSpec, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Train (or resume, or reuse) one trial's run; ``{"state": complete|pruned|failed, ...}``.
+    ``callbacks`` see each epoch before the pruner decides."""
     import optuna
 
     t0 = time.monotonic()
+    prune = PruneOnValidation(trial, spec.valid_metric)
     try:
-        out = attempt(spec, lambda: run_one(spec, [PruneOnValidation(trial, spec.valid_metric)]))
+        out = attempt(spec, lambda: run_one(spec, [*callbacks, prune]))
     except optuna.TrialPruned as exc:
         return {"state": "pruned", "detail": str(exc), "seconds": time.monotonic() - t0}
     if out.error:
@@ -147,6 +150,7 @@ class TuneResult:
 
 def _identity_digest(model: str, data: str, params: list[Param], base: dict[str, Any],
                      seed: int, metric: str) -> str:
+    base = {k: v for k, v in base.items() if k != "tracking"}  # how it is watched, not what
     text = json.dumps({"model": model, "data": data, "base": base, "seed": seed, "metric": metric,
                        "space": [repr(p) for p in params]}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -210,8 +214,14 @@ def tune(model: str, data: str | Path, space: str | Path, trials: int, out: Path
          warmup_epochs: int = 5, startup_trials: int = 5, backend: str = "local",
          storage: str | None = None,
          ray_options: dict[str, Any] | None = None,
-         on_trial: Callable[[str], None] | None = None) -> TuneResult:
-    """Run (or continue) a search until ``trials`` trials have finished; see the module doc."""
+         on_trial: Callable[[str], None] | None = None,
+         tracking_uri: str | None = None) -> TuneResult:
+    """Run (or continue) a search until ``trials`` trials have finished; see the module doc.
+
+    With config key ``tracking`` in ``base`` the search is one run in the tracker and each
+    trial a child run of it, with its pruning (MLflow: one experiment named after ``out``,
+    the store ``out/mlflow.db`` unless ``tracking_uri``; trials on Ray are sent when they
+    end)."""
     require_optuna()
     from optuna.trial import TrialState
 
@@ -239,6 +249,9 @@ def tune(model: str, data: str | Path, space: str | Path, trials: int, out: Path
     finished = lambda: sum(v for k, v in _counts(study, trials).items()  # noqa: E731
                            if k in ("complete", "pruned", "failed"))
     new = 0
+    tracker = tracking_for(base.get("tracking"), out, uri=tracking_uri, push_hint=out)
+    if tracker is not None:
+        tracker.start().open_study(out)
 
     def ask() -> tuple[Any, RunSpec]:
         trial = study.ask()
@@ -266,17 +279,31 @@ def tune(model: str, data: str | Path, space: str | Path, trials: int, out: Path
         if on_trial:
             on_trial(f"trial #{trial.number} {res['state']:8s} {line}  "
                      f"[{finished()}/{trials} done] {spec.run_dir.parent.name}")
+        if tracker is not None:  # what no callback saw: a reused run, a trial on Ray
+            tracker.sync(spec.run_dir, TRIAL_STATE[res["state"]], res.get("detail"))
 
-    if backend == "local":
-        while finished() < trials:
-            trial, spec = ask()
-            tell(trial, spec, run_trial(trial, spec))
-    elif backend == "ray":
-        _run_on_ray(study, ask, tell, finished, trials, storage or f"sqlite:///{out / 'study.db'}",
-                    (pruner, warmup_epochs, startup_trials), ray_options or {})
-    else:
-        raise ConfigError(f"unknown backend {backend!r}; backends: local, ray")
-    return _summarise(study, out, trials, metric, time.monotonic() - t0, new)
+    try:
+        if backend == "local":
+            while finished() < trials:
+                trial, spec = ask()
+                tell(trial, spec, run_trial(trial, spec, [tracker] if tracker else []))
+        elif backend == "ray":
+            _run_on_ray(study, ask, tell, finished, trials,
+                        storage or f"sqlite:///{out / 'study.db'}",
+                        (pruner, warmup_epochs, startup_trials), ray_options or {})
+        else:
+            raise ConfigError(f"unknown backend {backend!r}; backends: local, ray")
+        result = _summarise(study, out, trials, metric, time.monotonic() - t0, new)
+        if tracker is not None:
+            tracker.finish_study(io.read_json(out / "tune.json"), out / "tune.json")
+        return result
+    finally:
+        if tracker is not None:
+            tracker.close()
+
+
+#: a trial's outcome as the state of its run in a tracker
+TRIAL_STATE = {"complete": "finished", "pruned": "pruned", "failed": "failed"}
 
 
 def _run_on_ray(study: Any, ask: Callable, tell: Callable, finished: Callable[[], int],
