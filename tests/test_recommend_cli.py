@@ -50,7 +50,10 @@ def test_recommend_prints_original_ids_and_titles(titled_run):
     (["-k", "-3", "--users", "U001"], ["-k: must be at least 1 (got -3)"]),
     (["--users", ""], ["--users: no user IDs given"]),
     (["--users", "U059"], ["user 'U059' has no training interaction"]),
-    (["--users", "U777"], ["unknown user 'U777'"]),
+    (["--users", "U777"], ["unknown user 'U777'", "e.g. 'U000', 'U001', 'U002'"]),
+    # an index where the dataset has a map: refused, with what the IDs look like
+    (["--users", "0,U001"], ["unknown user '0': users are the original IDs of u_id_map.tsv, "
+                             "e.g. 'U000', 'U001', 'U002' (indices are not accepted"]),
 ])
 def test_recommend_refuses_bad_input_in_one_line(titled_run, args, fragments):
     assert_user_error(run_mgnm("recommend", titled_run, *args), "error:", *fragments)
