@@ -132,11 +132,16 @@ def evaluate_run(
     data: str | Path | Dataset | None = None, device: str = "cpu",
 ) -> dict[str, dict[str, float]]:
     """Metrics of the best model of ``run_dir`` on ``splits``, recomputed from its weights
-    (with the evaluation noise the run drew at its best epoch, so they equal result.json)."""
+    with the evaluation noise the run drew at its best epoch and the run's thread count, so
+    that they equal result.json exactly on the kind of device the run was trained on."""
     run = load_run(run_dir, data, device)
-    ev = Evaluator(run.dataset, ks=run.config.train.topk,
-                   batch_size=run.config.train.eval_batch_size, device=resolve_device(device))
-    return evaluate_model(run.model, ev, splits, run.config.train.seed, run.best_epoch)
+    tc = run.config.train
+    ev = Evaluator(run.dataset, ks=tc.topk, batch_size=tc.eval_batch_size,
+                   device=resolve_device(device))
+    # with the run's thread count, as training evaluated: torch splits a mean over more than
+    # 32,768 users between its threads, and another split rounds the float32 sum differently
+    with isolated_process_state(tc.threads, tc.deterministic):
+        return evaluate_model(run.model, ev, splits, tc.seed, run.best_epoch)
 
 
 def recommend(
