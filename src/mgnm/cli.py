@@ -17,6 +17,15 @@ from mgnm.cli_prepare import features, prepare
 from mgnm.errors import MgnmError
 
 TOPK_SHOWN = ("recall", "ndcg")
+# the line after Ctrl+C, by command: how to continue where there is a way
+AFTER_INTERRUPT = {
+    "train": "interrupted (continue the run with `mgnm train --resume RUN_DIR`)",
+    "experiment": "interrupted (run the same `mgnm experiment` command again: finished runs "
+                  "are reused and interrupted ones resume)",
+    "tune": "interrupted (run the same `mgnm tune` command again to continue the search: "
+            "the interrupted trial is re-queued and resumes from its checkpoint)",
+    "serve": "stopped",
+}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
@@ -266,14 +275,17 @@ def evaluate_cold(run_dir, data, content_knn, split, weights, as_json) -> None:
 @click.option("--max-body-kb", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Largest request body accepted (larger: 413).")
 @click.option("--data", "-d", type=click.Path(), help="Dataset directory, if it moved.")
-def serve(run_dir, host, port, max_body_kb, data) -> None:
+@click.option("--access-log", is_flag=True, help="One line per request on stdout (time, "
+              "client, request, status).")
+def serve(run_dir, host, port, max_body_kb, data, access_log) -> None:
     """Serve a run over HTTP (FastAPI + uvicorn; extra `serve`). See docs/serving.md."""
     from mgnm.serve import require_serve_extra
 
     require_serve_extra()
     from mgnm.serve.app import run_server
 
-    run_server(run_dir, host, port, data=data, max_body=max_body_kb * 1024)
+    run_server(run_dir, host, port, data=data, max_body=max_body_kb * 1024,
+               access_log=access_log, echo=click.echo)
 
 
 def _parse_seeds(spec: str) -> list[int]:
@@ -432,8 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {os_error_message(where, exc, 'failed')}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, click.exceptions.Abort):
-        print("interrupted (a run can be continued with `mgnm train --resume RUN_DIR`)",
-              file=sys.stderr)
+        args = sys.argv[1:] if argv is None else argv
+        command = next((a for a in args if not a.startswith("-")), "")
+        print(AFTER_INTERRUPT.get(command, "interrupted"), file=sys.stderr)
         return 130
 
 

@@ -15,7 +15,10 @@ nothing is unpickled or evaluated.
 
 from __future__ import annotations
 
+import copy
 import json
+import socket
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -25,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mgnm.predict.placement import UnsupportedError
 from mgnm.predict.predictor import MAX_K, Predictor, RequestError, UnknownIdError
+from mgnm.serve import ServeError
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes
 
@@ -167,10 +171,60 @@ def create_app(predictor: Predictor, max_body: int = DEFAULT_MAX_BODY) -> FastAP
     return app
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` as uvicorn binds one (``SO_REUSEADDR``), so that a
+    taken port or an unknown host is one line before the model is loaded, not after."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _log_config(access_log: bool) -> dict[str, Any]:
+    """uvicorn's logging with its own messages at WARNING and, with ``access_log``, one line
+    per request (time, client, request line, status)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["access"]["fmt"] = \
+        '%(asctime)s %(client_addr)s "%(request_line)s" %(status_code)s'
+    for name in ("uvicorn", "uvicorn.error"):
+        config["loggers"][name]["level"] = "WARNING"
+    config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
+    return config
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def run_server(run_dir: str, host: str = "127.0.0.1", port: int = 8000, *,
-               data: str | None = None, max_body: int = DEFAULT_MAX_BODY) -> None:
-    """Load ``run_dir`` once and serve it with uvicorn until interrupted."""
+               data: str | None = None, max_body: int = DEFAULT_MAX_BODY,
+               access_log: bool = False, echo: Callable[[str], None] = print) -> None:
+    """Take ``host:port`` (a busy port fails here, before the load), load ``run_dir`` once,
+    say where it is served and serve it with uvicorn until interrupted."""
     import uvicorn
 
-    predictor = Predictor.load(run_dir, data)
-    uvicorn.run(create_app(predictor, max_body), host=host, port=port, log_level="warning")
+    sock = listen_socket(host, port)
+    try:
+        predictor = Predictor.load(run_dir, data)
+        info = predictor.info()
+        echo(f"serving {info['model']} (run {run_dir}: {info['n_users']:,} users, "
+             f"{info['n_items']:,} items) on {url_of(sock)} (Ctrl+C to stop)")
+        config = uvicorn.Config(create_app(predictor, max_body), log_level=None,
+                                log_config=_log_config(access_log), access_log=access_log)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
