@@ -22,6 +22,7 @@ from clitools import assert_user_error, run_mgnm  # noqa: E402
 from conftest import write_dataset  # noqa: E402
 
 from mgnm import api  # noqa: E402
+from mgnm.data.idmap import write_id_map  # noqa: E402
 from mgnm.predict.predictor import Predictor  # noqa: E402
 
 FAST = {"epochs": 2, "batch_size": 64, "device": "cpu", "topk": [5, 10],
@@ -178,6 +179,14 @@ def test_new_items_become_recommendable(served):
      "items.0.features.image.0"),
     ("post", "/items", {"json": {"items": [{"id": "x", "features": {
         "image": [1.0] * 8, "text": [0.0] * 5}}]}}, 422, "items[0].id"),
+    # strict types: true is not item 1, "5" is not 5
+    ("post", "/recommendations", {"json": {"history": [True]}}, 422, "history.0"),
+    ("post", "/recommendations", {"json": {"history": [1.0]}}, 422, "history.0"),
+    ("post", "/recommendations", {"json": {"history": [1], "k": "5"}}, 422, "k"),
+    ("post", "/recommendations", {"json": {"history": [1], "k": 5.0}}, 422, "k"),
+    ("post", "/items", {"json": {"items": [{"features": {"image": ["1"] + [0.0] * 7,
+                                                         "text": [0.0] * 5}}]}},
+     422, "items.0.features.image.0"),
 ])
 def test_error_statuses_name_the_field(served, method, path, kw, status, field):
     _, base = served
@@ -188,6 +197,29 @@ def test_error_statuses_name_the_field(served, method, path, kw, status, field):
         assert isinstance(detail, str) and "unknown" in detail
     else:
         assert any(d["field"] == field for d in detail), detail
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"history": [2, NaN]}', "an ID is a string or an integer, got NaN"),
+    (b'{"history": [true]}', "an ID is a string or an integer, got true"),
+    (b'{"history": [null]}', "an ID is a string or an integer, got null"),
+])
+def test_a_bad_history_item_is_one_error(served, content, message):
+    _, base = served
+    r = httpx.post(f"{base}/recommendations", content=content,
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"field": "history.1" if b"NaN" in content else "history.0",
+                                   "message": message}]
+
+
+@pytest.mark.parametrize("path", ["/users/abc/recommendations", "/users/60/recommendations"])
+def test_a_user_that_is_no_index_is_404_naming_the_indices(served, path):
+    _, base = served
+    r = httpx.get(f"{base}{path}")
+    assert r.status_code == 404
+    assert r.json()["detail"].endswith("this dataset has no u_id_map.tsv, so users are "
+                                       "indices 0..59")
 
 
 def test_oversized_body_gets_413(served):
@@ -208,11 +240,20 @@ def test_oversized_body_gets_413(served):
 
 
 def test_id_only_run_refuses_new_items_with_501(tmp_path):
+    """A BPR run whose users have original IDs (u0..u59): new items 501, unknown users
+    404 with examples of the real IDs."""
     root = write_dataset(tmp_path / "d")
+    (root / "u_id_map.tsv").write_text(write_id_map(root, "user", [f"u{i}" for i in range(60)]))
     run = tmp_path / "bpr"
     api.train("bpr", root, overrides=FAST, run_dir=run)
     proc, base = start_server(run)
     try:
+        assert httpx.get(f"{base}/users/u7/recommendations").json()["user"] == "u7"
+        r = httpx.get(f"{base}/users/7/recommendations")
+        assert r.status_code == 404
+        assert r.json()["detail"] == ("unknown user '7': users are the original IDs of "
+                                      "u_id_map.tsv, e.g. 'u0', 'u1', 'u2' (indices are not "
+                                      "accepted where the dataset has an ID map)")
         r = httpx.post(f"{base}/items", json={"items": [{"features": {
             "image": [1.0] * 8, "text": [0.0] * 5}}]})
         assert r.status_code == 501 and "ID-only" in r.json()["detail"]

@@ -7,10 +7,11 @@
   ``{"items": [new ids]}``; recommendable from the next request on.
 
 Statuses: 404 for an unknown user or item (and for a user without training rows), 422 for a
-malformed body, a bad ``k`` (1..1000) or wrong feature dimensions, with the field named in
-``detail``; 413 for a body over the size limit; 501 when the run's model has no method for
-the request (an ID-only model asked for new items). Bodies are parsed as JSON by pydantic:
-nothing is unpickled or evaluated.
+malformed body, a value of the wrong type (strict: an ID is a JSON string or integer, ``k`` an
+integer, features numbers), a bad ``k`` (1..1000) or wrong feature dimensions, with the field
+named in ``detail``, one error per bad value; 413 for a body over the size limit; 501 when
+the run's model has no method for the request (an ID-only model asked for new items).
+Bodies are parsed as JSON by pydantic: nothing is unpickled or evaluated.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from pydantic_core import PydanticCustomError
 
 from mgnm.predict.placement import UnsupportedError
 from mgnm.predict.predictor import MAX_K, Predictor, RequestError, UnknownIdError
@@ -32,8 +34,21 @@ from mgnm.serve import ServeError
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-ItemId = str | int
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # 1 and 1.5, not "1"
+
+
+def _one_id(value: Any) -> Any:
+    """A JSON string or integer, and one error for anything else (``true`` is not item 1,
+    and NaN is not two errors, one per member of ``str | int``)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        shown = {dict: "an object", list: "an array"}.get(type(value)) or \
+            json.dumps(value)[:40]
+        raise PydanticCustomError("item_id", "an ID is a string or an integer, got {shown}",
+                                  {"shown": shown})
+    return value
+
+
+ItemId = Annotated[StrictStr | StrictInt, BeforeValidator(_one_id)]
 
 
 class _Strict(BaseModel):
@@ -42,7 +57,7 @@ class _Strict(BaseModel):
 
 class HistoryRequest(_Strict):
     history: list[ItemId] = Field(min_length=1, max_length=10_000)
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: int = Field(10, ge=1, le=MAX_K, strict=True)  # 5, not "5" or 5.0
 
 
 class NewItem(_Strict):
