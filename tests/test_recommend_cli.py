@@ -12,7 +12,7 @@ from conftest import write_dataset
 from mgnm import api
 from mgnm.data.dataset import load_dataset
 from mgnm.data.idmap import write_id_map
-from mgnm.predict.predictor import Predictor
+from mgnm.predict.predictor import Predictor, Recommendation
 
 FAST = {"epochs": 2, "batch_size": 64, "device": "cpu", "topk": [5, 10],
         "valid_metric": "recall@10", "seed": 2}
@@ -43,6 +43,14 @@ def test_recommend_prints_original_ids_and_titles(titled_run):
     assert [r[0] for r in rows] == ["U003"] * 3 + ["U010"] * 3
     assert [r[2] for r in rows] == expect[0].items + expect[1].items
     assert all(r[4] == "Film " + r[2][1:] for r in rows)
+
+
+def test_api_recommend_answers_as_the_predictor_does(titled_run):
+    """One shape: api.recommend returns the Predictor's Recommendation objects."""
+    got = api.recommend(titled_run, ["U003", "U010"], k=3)
+    expect = Predictor.load(titled_run).recommend(["U003", "U010"], 3)
+    assert all(isinstance(r, Recommendation) for r in got) and got == expect
+    assert got[0].user == "U003" and got[0].titles == ["Film " + i[1:] for i in got[0].items]
 
 
 @pytest.mark.parametrize(("args", "fragments"), [

@@ -19,7 +19,10 @@ from mgnm.data.dataset import Dataset, load_dataset
 from mgnm.datasets import demo_path
 from mgnm.errors import CheckpointError, DataError
 from mgnm.models import Recommender
-from mgnm.predict.predictor import Predictor  # re-exported: api.Predictor
+from mgnm.predict.predictor import (  # re-exported: api.Predictor, api.Recommendation
+    Predictor,
+    Recommendation,
+)
 from mgnm.train import io
 from mgnm.train.config import RunConfig, load_config_file, load_preset, resolve_config
 from mgnm.train.evaluator import Evaluator
@@ -147,11 +150,13 @@ def evaluate_run(
 def recommend(
     run_dir: str | Path, users: Sequence[int | str], k: int = 10, *,
     exclude_train: bool = True, data: str | Path | Dataset | None = None,
-) -> list[dict[str, Any]]:
-    """Top-``k`` items per user from the best model (see :class:`Predictor` for which items
-    are eligible; training items excluded by default). Users are original IDs where the
-    dataset has ``u_id_map.tsv``, indices otherwise."""
-    return [r.to_dict() for r in Predictor.load(run_dir, data).recommend(users, k, exclude_train)]
+) -> list[Recommendation]:
+    """Top-``k`` items per user from the best model, one :class:`Recommendation` per user
+    (``user``, ``items``, ``scores``, ``titles``; ``to_dict()`` for JSON), as
+    :meth:`Predictor.recommend` answers: this loads the run for one call, a Predictor keeps it
+    for many (see it for which items are eligible; training items excluded by default). Users
+    are original IDs where the dataset has ``u_id_map.tsv``, indices otherwise."""
+    return Predictor.load(run_dir, data).recommend(users, k, exclude_train)
 
 
 def export_embeddings(run_dir: str | Path, path: str | Path,
