@@ -38,7 +38,9 @@ def titled_run(tmp_path_factory):
 def test_recommend_prints_original_ids_and_titles(titled_run):
     res = run_mgnm("recommend", titled_run, "--users", "U003,U010", "-k", 3)
     assert res.code == 0, res.err
-    rows = [line.split("\t") for line in res.out.strip().splitlines()]
+    header, *lines = res.out.strip().splitlines()
+    assert header == "user\trank\titem\tscore\ttitle"  # as in the file written with -o
+    rows = [line.split("\t") for line in lines]
     expect = Predictor.load(titled_run).recommend(["U003", "U010"], 3)
     assert [r[0] for r in rows] == ["U003"] * 3 + ["U010"] * 3
     assert [r[2] for r in rows] == expect[0].items + expect[1].items

@@ -201,8 +201,8 @@ def presets() -> None:
               "u_id_map.tsv, else indices), or @FILE with one per line.")
 @click.option("--all-users", is_flag=True, help="Every user with a training interaction.")
 @click.option("-k", "--k", "k", type=int, default=10, show_default=True)
-@click.option("--output", "-o", type=click.Path(), help="Write a TSV file with a header "
-              "(streamed, atomic) instead of printing.")
+@click.option("--output", "-o", type=click.Path(), help="Write the TSV (header row first) to "
+              "this file (streamed, atomic) instead of printing it.")
 @click.option("--include-train", is_flag=True, help="Do not exclude the users' training items.")
 @click.option("--data", "-d", type=click.Path(), help="Dataset directory, if it moved.")
 def recommend(run_dir, users, all_users, k, output, include_train, data) -> None:

@@ -358,12 +358,11 @@ def write_recommendations(predictor: Predictor, path: str | Path, k: int,
     if users is None:
         users = np.flatnonzero(predictor.has_train)
     path = Path(path)
-    titled = predictor.item_titles(np.zeros(1, dtype=np.int64)) is not None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     n = 0
     try:
         with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            f.write("user\trank\titem\tscore" + ("\ttitle" if titled else "") + "\n")
+            f.write(tsv_header(predictor) + "\n")
             for batch in predictor.iter_recommend(users, k, exclude_seen):
                 f.write(format_rows(batch))
                 n += len(batch)
@@ -382,6 +381,12 @@ def write_recommendations(predictor: Predictor, path: str | Path, k: int,
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
+
+
+def tsv_header(predictor: Predictor) -> str:
+    """The column names of :func:`format_rows`' lines: ``user, rank, item, score[, title]``."""
+    titled = predictor.item_titles(np.zeros(1, dtype=np.int64)) is not None
+    return "user\trank\titem\tscore" + ("\ttitle" if titled else "")
 
 
 def format_rows(batch: list[Recommendation]) -> str:
