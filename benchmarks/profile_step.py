@@ -61,14 +61,14 @@ def main() -> None:
     p.add_argument("--json", help="write the tables to this file")
     args = p.parse_args()
 
+    import time
+
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from mgnm.data import load_dataset
     from mgnm.train.config import parse_set, resolve_config
     from mgnm.train.trainer import Trainer
-
-    import time
 
     cuda = args.device == "cuda"
     if cuda and not torch.cuda.is_available():

@@ -154,24 +154,31 @@ def test_mf_fold_in_is_ridge_least_squares(name, trained):
     assert not {3, 17, 22} & set(rec.items) and len(rec.items) == 5
 
 
-def _knn_mean(table: np.ndarray, query: dict, warm_feats: dict, k: int = 10) -> np.ndarray:
-    """Similarity-weighted mean over the k nearest rows by mean per-modality cosine (numpy)."""
+def kernel_borrow(table: np.ndarray, query: dict, feats: dict, warm: np.ndarray, tau: float,
+                  k: int = 50) -> np.ndarray:
+    """Rows borrowed in numpy: mean per-modality cosine to the warm items, softmax at ``tau``
+    over the k nearest, weighted mean of their rows rescaled to their weighted mean norm."""
     sim = 0
     for m, q in query.items():
-        f = warm_feats[m].astype(np.float64)
+        f = feats[m].astype(np.float64)[warm]
         qq = q.astype(np.float64)
         sim = sim + (qq / np.linalg.norm(qq, axis=1, keepdims=True)) @ (
             f / np.linalg.norm(f, axis=1, keepdims=True)).T
     sim = sim / len(query)
-    top = np.argsort(-sim, axis=1)[:, :k]
+    k = min(k, warm.size)
     out = []
     for r in range(sim.shape[0]):
-        w = np.clip(sim[r, top[r]], 0, None)
-        out.append((w[:, None] * table[top[r]]).sum(0) / w.sum())
+        top = np.argsort(-sim[r], kind="stable")[:k]
+        z = sim[r, top] / tau
+        w = np.exp(z - z.max())
+        w /= w.sum()
+        rows = table[warm[top]].astype(np.float64)
+        mean = (w[:, None] * rows).sum(0)
+        out.append(mean / np.linalg.norm(mean) * (w * np.linalg.norm(rows, axis=1)).sum())
     return np.asarray(out)
 
 
-def test_vbpr_cold_item_is_projection_plus_neighbours_gamma(trained, data_root):
+def test_vbpr_cold_item_is_projection_plus_borrowed_gamma(trained, data_root):
     run = api.load_run(trained("vbpr"))
     pred = Predictor.from_run(run)
     ds, model = run.dataset, run.model
@@ -182,8 +189,10 @@ def test_vbpr_cold_item_is_projection_plus_neighbours_gamma(trained, data_root):
     assert ids == [45, 46] and pred.n_items == 47 and bool(pred.eligible[45:].all())
     vec = pred.item_table[45:].numpy()
     d = model.config.embedding_size
-    gamma = _knn_mean(model.item_emb.detach().numpy(), new, ds.features)
-    np.testing.assert_allclose(vec[:, :d], gamma, rtol=1e-4, atol=1e-6)
+    warm = np.unique(ds.train.items)
+    tau = pred.placement.calibration.tau
+    gamma = kernel_borrow(model.item_emb.detach().numpy(), new, ds.features, warm, tau)
+    np.testing.assert_allclose(vec[:, :d], gamma, rtol=1e-4, atol=1e-5)
     concat = np.concatenate([new[m] for m in ds.features], axis=1)
     w = model.projection.weight.detach().numpy()
     b = model.projection.bias.detach().numpy()
@@ -195,23 +204,20 @@ def test_vbpr_cold_item_is_projection_plus_neighbours_gamma(trained, data_root):
     assert best_new in rec.items
 
 
-def test_mgnm_cold_item_content_side_equals_the_models_own(trained):
-    """With K = 0 modality layers and LGMRec's raw-feature hyperedges, a cold item that has a
-    training item's exact features gets that item's MGE and hypergraph parts; only the CGE part
-    is borrowed from its neighbours (checked with numpy)."""
-    run = api.load_run(trained("mgnm", n_mm_layers=0, purifier=False))
+@pytest.mark.parametrize("name", ["freedom", "mmgcn", "bm3"])
+def test_cold_item_borrows_whole_final_rows(name, trained):
+    """The models whose rows have no part computed from an item's own features: the whole
+    final item row, borrowed at the run's calibrated temperature (numpy reference)."""
+    run = api.load_run(trained(name))
     pred = Predictor.from_run(run)
-    model, ds = run.model, run.dataset
-    j = [5, 20]
-    feats = {m: f[j] for m, f in ds.features.items()}
-    with torch.no_grad():
-        out = model.forward_all(training=False)
-        cge = (sum(i for _, i in out.cge_layers) / len(out.cge_layers)).numpy()
+    ds = run.dataset
+    feats = {m: f[[5, 20]].astype(np.float32) for m, f in ds.features.items()}
+    final = pred.item_table[:45].numpy().copy()
     pred.add_items(feats)
-    got = pred.item_table[45:].numpy()
-    final = out.items.numpy()[j]
-    borrowed = _knn_mean(cge, feats, ds.features)
-    np.testing.assert_allclose(got - borrowed, final - cge[j], rtol=1e-4, atol=1e-5)
+    warm = np.unique(ds.train.items)
+    expect = kernel_borrow(final, feats, ds.features, warm, pred.placement.calibration.tau)
+    np.testing.assert_allclose(pred.item_table[45:].numpy(), expect, rtol=1e-4, atol=1e-5)
+    assert f"tau {pred.placement.calibration.tau:g}" in pred.info()["cold_items"]
 
 
 def test_id_only_models_refuse_new_items_and_bad_features(trained):
@@ -272,3 +278,35 @@ def test_export_writes_id_maps(trained, tmp_path):
     out = api.export_embeddings(trained("bpr", root), tmp_path / "e.npz")
     with np.load(out, allow_pickle=False) as f:
         assert f["user_ids"][7] == "U007" and f["item_ids"][44] == "film-44"
+
+
+@pytest.mark.parametrize("purifier", [False, True])
+def test_mgnm_cold_item_borrows_what_interactions_made(trained, purifier):
+    """MGNM/LGMRec: the CGE layer mean and each modality's last MGE layer are borrowed (numpy
+    reference); the global part comes from the item's own features. A new item with a trained
+    item's exact features and (without the purifier, which also reads the borrowed ego row)
+    gets that item's own global part, as the model's forward computes it."""
+    run = api.load_run(trained("mgnm", purifier=purifier))
+    pred = Predictor.from_run(run)
+    model, ds = run.model, run.dataset
+    j = [5, 20]
+    feats = {m: f[j] for m, f in ds.features.items()}
+    model.eval()
+    with torch.no_grad():
+        out = model.forward_all(training=False)
+    cge = (sum(i for _, i in out.cge_layers) / len(out.cge_layers)).detach().numpy()
+    warm, tau = np.unique(ds.train.items), pred.placement.calibration.tau
+    local = kernel_borrow(cge, feats, ds.features, warm, tau)
+    for m in model.modalities:
+        mge = kernel_borrow(out.mge_layers[m][-1][1].detach().numpy(), feats, ds.features, warm,
+                            tau)
+        local = local + mge / np.linalg.norm(mge, axis=1, keepdims=True)
+    pred.add_items(feats)
+    glob = pred.item_table[45:].numpy() - local
+    glob_norm = np.linalg.norm(glob, axis=1)
+    if not purifier:
+        trained_global = out.items.numpy()[j] - (
+            cge[j] + sum(torch.nn.functional.normalize(out.mge_layers[m][-1][1][j], dim=1)
+                         .detach().numpy() for m in model.modalities))
+        np.testing.assert_allclose(glob, trained_global, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(glob_norm, model.config.alpha, rtol=1e-4)  # alpha * a unit row

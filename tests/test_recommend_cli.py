@@ -125,7 +125,7 @@ def test_cold_split_and_cold_evaluation(tmp_path):
     run_mgnm("cold-split", root, "--fraction", 0.2, "--seed", 4, "--out", again)
     assert (again / "cold2.inter").read_text() == (out / "cold.inter").read_text()
 
-    knn = run_mgnm("evaluate-cold", "--content-knn", "--data", out, "--json")
+    knn = run_mgnm("evaluate-cold", "--content-knn", "--data", out, "--catalogue", "cold", "--json")
     assert knn.code == 0, knn.err
     r = json.loads(knn.out)
     assert r["cold_items"] == 6 and 0 <= r["metrics"]["recall@20"] <= 1

@@ -244,28 +244,43 @@ def cold_split(data_dir, fraction, seed, out) -> None:
 
 @cli.command("evaluate-cold")
 @click.argument("run_dir", type=click.Path(), required=False)
-@click.option("--data", "-d", type=click.Path(), help="Dataset directory (required with "
-              "--content-knn; else only if the run's data moved).")
-@click.option("--content-knn", is_flag=True, help="Evaluate the content-only kNN baseline on "
-              "--data instead of a run.")
+@click.option("--data", "-d", type=click.Path(), help="Dataset directory (required with a "
+              "reference scorer; else only if the run's data moved).")
+@click.option("--reference", type=click.Choice(["content-knn", "popularity"]),
+              help="Evaluate a data-only reference scorer on --data instead of a run.")
+@click.option("--content-knn", is_flag=True, help="Same as --reference content-knn.")
+@click.option("--catalogue", type=click.Choice(["all", "cold"]), default="all",
+              show_default=True, help="Rank among every item (trained and cold, training "
+              "items masked), or among the split's cold items only.")
 @click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True)
 @click.option("--weights", type=click.Choice(["best", "last"]), default="best",
               show_default=True, help="The best validation epoch's weights, or the last "
               "epoch's (checkpoint.pt; see docs/serving.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def evaluate_cold(run_dir, data, content_knn, split, weights, as_json) -> None:
-    """Rank a cold-start split's cold items for each user who has one (Recall/NDCG@K)."""
+def evaluate_cold(run_dir, data, reference, content_knn, catalogue, split, weights,
+                  as_json) -> None:
+    """Rank a cold-start split's cold items for each user who has one (Recall/NDCG@K), among
+    the whole catalogue or among the cold items only."""
     from mgnm.predict.coldeval import evaluate_cold as run_eval
 
-    if content_knn == (run_dir is not None):
-        raise click.UsageError("give a RUN_DIR, or --content-knn with --data")
-    res = run_eval(None if content_knn else run_dir, data=data, split=split, weights=weights)
+    if content_knn:
+        if reference not in (None, "content-knn"):
+            raise click.UsageError("give either --content-knn or --reference, not both")
+        reference = "content-knn"
+    if (reference is not None) == (run_dir is not None):
+        raise click.UsageError("give a RUN_DIR, or --reference NAME with --data")
+    res = run_eval(run_dir, data=data, split=split, weights=weights, catalogue=catalogue,
+                   reference=reference or "content-knn")
     if as_json:
         click.echo(json.dumps(res, indent=2))
         return
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items())
-    click.echo(f"{res['scorer']} on {split}: {res['cold_items']} cold items, {res['users']} "
-               f"users  {metrics}")
+    line = (f"{res['scorer']} on {split} ({catalogue} items): {res['cold_items']} cold items, "
+            f"{res['users']} users  {metrics}")
+    if catalogue == "all":
+        line += (f"  cold share of top-20 {res['cold_share_of_top']['cold_share@20']:.4f} "
+                 f"(of the catalogue {res['cold_share_of_catalogue']:.4f})")
+    click.echo(line)
 
 
 @cli.command()

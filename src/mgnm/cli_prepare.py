@@ -11,6 +11,26 @@ from pathlib import Path
 import click
 
 
+def split_options(command):
+    """``--split``, ``--seed``, ``--valid-from``, ``--test-from``: shared by both commands."""
+    options = [
+        click.option("--split", type=click.Choice(["random", "time", "loo", "timestamp"]),
+                     default="random", show_default=True, help="random: MMRec's per-user "
+                     "split; time: the same counts, latest held out; loo: per user the latest "
+                     "to test, the one before to validation; timestamp: absolute cuts."),
+        click.option("--seed", type=int, default=999, show_default=True,
+                     help="Seed of the random and time splits."),
+        click.option("--valid-from", metavar="T1", help="--split timestamp: rows at or after "
+                     "T1 (and before T2) go to validation; a number in the time's unit or an "
+                     "ISO-8601 date."),
+        click.option("--test-from", metavar="T2", help="--split timestamp: rows at or after "
+                     "T2 go to test."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group()
 def prepare() -> None:
     """Build an MMRec-format dataset from raw data (see docs/prepare.md)."""
@@ -26,47 +46,53 @@ def prepare() -> None:
 @click.option("--min-rating", type=float, help="Drop rows rated below this (needs --rating).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl"]),
               help="Input format (default: from the file name; gzip is detected).")
+@click.option("--keep", type=click.Choice(["latest", "earliest"]), default="latest",
+              show_default=True, help="Which row of a repeated (user, item) pair stays.")
 @click.option("--k-core", type=int, default=5, show_default=True, help="Minimum interactions "
               "per user and per item, applied until stable.")
-@click.option("--split", type=click.Choice(["random", "time"]), default="random",
-              show_default=True, help="MMRec's per-user random split, or the latest held out.")
-@click.option("--seed", type=int, default=999, show_default=True, help="Seed of the split.")
+@split_options
 @click.option("--name", help="Dataset name (default: the --out directory's name).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def interactions(log_file, out, user, item, time_col, rating, min_rating, fmt, k_core, split,
-                 seed, name, quiet) -> None:
+def interactions(log_file, out, user, item, time_col, rating, min_rating, fmt, keep, k_core,
+                 split, seed, valid_from, test_from, name, quiet) -> None:
     """Turn an interaction log (CSV, TSV or JSON lines, gzip too) into a dataset directory."""
     from mgnm.prepare.pipeline import prepare_interactions, summary
 
     record = prepare_interactions(log_file, out, user, item, time_col, rating, min_rating, fmt,
-                                  k_core, split, seed, name, quiet)
+                                  k_core, split, seed, name, quiet, keep=keep,
+                                  valid_from=valid_from, test_from=test_from)
     click.echo(summary(record, Path(out)))
 
 
 @prepare.command("amazon")
 @click.option("--reviews", required=True, type=click.Path(), help="reviews_<Cat>_5.json.gz "
-              "(2014) or <Cat>_5.json.gz (2018): one JSON review per line.")
-@click.option("--meta", required=True, type=click.Path(), help="meta_<Cat>.json.gz: one "
-              "product per line (Python literal in 2014, JSON in 2018).")
-@click.option("--image-features", type=click.Path(), help="image_features_<Cat>.b: 10-byte "
-              "ASIN + 4096 float32 per record.")
+              "(2014), <Cat>_5.json.gz (2018) or <Cat>.jsonl.gz (2023): one JSON review per "
+              "line.")
+@click.option("--meta", required=True, type=click.Path(), help="meta_<Cat>.json.gz (2014: "
+              "Python literals; 2018: JSON) or meta_<Cat>.jsonl.gz (2023): one product per line.")
+@click.option("--format", "fmt", type=click.Choice(["2014", "2018", "2023"]),
+              help="Release of the files (default: from their fields).")
+@click.option("--image-features", type=click.Path(), help="image_features_<Cat>.b (2014/2018): "
+              "10-byte ASIN + 4096 float32 per record.")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Dataset directory to create.")
 @click.option("--no-text", is_flag=True, help="Skip text_feat.npy (titles still go to "
               "i_id_map.tsv).")
 @click.option("--k-core", type=int, default=5, show_default=True)
-@click.option("--seed", type=int, default=999, show_default=True, help="Seed of the split.")
+@split_options
 @click.option("--name", help="Dataset name (default: the --out directory's name).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Text encoder batch.")
 @click.option("--device", default="cpu", show_default=True, help="Text encoder device.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def amazon(reviews, meta, image_features, out, no_text, k_core, seed, name, batch_size, device,
-           quiet) -> None:
-    """The paper's Amazon datasets (Baby, Sports, Clothing, ...) from the public files."""
+def amazon(reviews, meta, fmt, image_features, out, no_text, k_core, split, seed, valid_from,
+           test_from, name, batch_size, device, quiet) -> None:
+    """Amazon review datasets (the paper's 2014 files, the 2018 and 2023 releases)."""
     from mgnm.prepare.amazon import prepare_amazon
     from mgnm.prepare.pipeline import summary
 
     record = prepare_amazon(reviews, meta, out, image_features, not no_text, k_core, seed, name,
-                            batch_size, device, quiet)
+                            batch_size, device, quiet, fmt=fmt, split=split,
+                            valid_from=valid_from, test_from=test_from)
+    click.echo(f"Amazon {record['release']} files")
     click.echo(summary(record, Path(out)))
     for modality, info in record["features"].items():
         click.echo(f"{modality}_feat.npy: " + ", ".join(f"{k} {v}" for k, v in info.items()))

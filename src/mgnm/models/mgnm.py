@@ -231,14 +231,23 @@ class MGNM(Recommender):
 
         ``first``: ``F_m W1`` (or ``F_m V``) when already computed (:meth:`feature_products`).
         """
-        k = self._key(m)
         if first is None:
             first = self.features.product(m, self._hyper_weights(m))
+        return self._logits_from(m, first, self.item_emb)
+
+    def new_item_hyperedge_logits(self, m: str, features: torch.Tensor,
+                                  ego: torch.Tensor) -> torch.Tensor:
+        """``H^m`` of items that are not in the tables (new items, placed from content): their
+        features ``F_m`` (n x f) and ego rows ``E_id`` (n x d; only the purifier reads them)."""
+        return self._logits_from(m, features.float() @ self._hyper_weights(m), ego)
+
+    def _logits_from(self, m: str, first: torch.Tensor, ego: torch.Tensor) -> torch.Tensor:
         if not self.config.purifier:
-            return first
+            return first  # LGMRec: F V
+        k = self._key(m)
         hidden = first + self.pur_b1[k]  # eq. 9
         gate = torch.sigmoid(hidden @ self.pur_w2[k] + self.pur_b2[k])  # eq. 10
-        purified = self.item_emb * gate
+        purified = ego * gate
         return purified @ self.hyper_t[k].T  # eq. 11
 
     @property

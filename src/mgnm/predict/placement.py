@@ -2,8 +2,12 @@
 
 - **Fold-in** (a new user from a history of items): the user row the model would compute from
   its trained item side, with nothing for the user's own ego (ID) embedding.
-- **Cold items** (a new item from its content alone): the item row from the trained modality
-  side, the ID part borrowed from the item's nearest training items in feature space.
+- **Cold items** (a new item from its content alone): rows borrowed from the trained items
+  whose content is nearest, weighted by a softmax of the similarities and rescaled to the
+  neighbours' norm, at a temperature chosen per run by leave-one-out on trained items
+  (:mod:`mgnm.predict.neighbours`). Every model with a content side places new items so: the
+  whole final item row is borrowed, except VBPR's content part, which its own projection
+  computes from the features.
 
 One class per model family, listed in :data:`PLACEMENTS`; each states its methods in
 ``fold_in_method`` / ``cold_method`` (shown by ``GET /health`` and docs/serving.md). A model
@@ -17,60 +21,74 @@ user's own history gives its trained row less ``e_u^0 / (L + 1)``, exactly (test
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 
-from mgnm.data.graphs import l2_normalize, layer_mean, layer_means, propagate
+from mgnm.data.graphs import l2_normalize, layer_means, propagate
 from mgnm.errors import MgnmError
 from mgnm.models import Recommender
-from mgnm.models.freedom import modality_weights
+from mgnm.predict.neighbours import (
+    Calibration,
+    ContentIndex,
+    borrow,
+    calibrate,
+    content_vectors,
+    softmax_weights,
+)
 
-KNN_NEIGHBOURS = 10  # training items whose ID side a cold item borrows
 MF_RIDGE = 0.1  # lambda of the least-squares fold-in, relative to trace(Q^T Q) / d
+
+__all__ = ["PLACEMENTS", "Placement", "Trained", "UnsupportedError", "build_placement",
+           "content_vectors"]
+
+
+@dataclass
+class Trained:
+    """What placement needs of a trained run: its final tables (items: the dataset's), the
+    training pairs, the items' features (the run's modalities) and which items have a
+    training interaction."""
+
+    user_emb: torch.Tensor
+    item_emb: torch.Tensor
+    train_users: np.ndarray
+    train_items: np.ndarray
+    features: dict[str, torch.Tensor]
+    warm: torch.Tensor  # bool, one per item
 
 
 class UnsupportedError(MgnmError):
     """The run's model has no method for the requested placement (HTTP 501)."""
 
 
-def content_vectors(features: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Concatenated per-modality unit rows scaled by ``1/sqrt(M)``: the dot product of two
-    rows is the mean over modalities of their cosine similarities."""
-    parts = [l2_normalize(f.float()) for f in features.values()]
-    return torch.cat(parts, dim=1) / len(parts) ** 0.5
-
-
-def knn_weights(query: torch.Tensor, base: torch.Tensor, k: int = KNN_NEIGHBOURS,
-                weighted: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` rows of ``base`` most similar (dot product) to each row of ``query``, with
-    weights summing to 1: the similarities clipped at 0 (uniform where all are <= 0), or
-    uniform with ``weighted=False``."""
-    sim = query @ base.T
-    top = sim.topk(min(k, base.shape[0]), dim=1)
-    w = top.values.clamp_min(0) if weighted else torch.ones_like(top.values)
-    total = w.sum(1, keepdim=True)
-    w = torch.where(total > 0, w / total.clamp_min(1e-30), torch.full_like(w, 1 / w.shape[1]))
-    return top.indices, w
-
-
 class Placement:
-    """Base: knows the training graph's item degrees and the warm items' content."""
+    """Base: the trained tables, the training graph's item degrees and, for a model with a
+    content side, the trained items' content index and the calibrated borrowing of rows."""
 
     fold_in_method: ClassVar[str] = ""
-    cold_method: ClassVar[str] = ""
-    why_no_cold: ClassVar[str] = "this model has no method to place items without interactions"
+    #: how a model with a content side places new items (``""``: it has none)
+    cold_method: ClassVar[str] = "the whole item row borrowed from the nearest trained " \
+                                 "items by content"
+    why_no_cold: ClassVar[str] = "it is ID-only (no content side)"
     why_no_fold_in: ClassVar[str] = "this model has no method to place users from a history"
 
-    def __init__(self, model: Recommender, train_items: torch.Tensor,
-                 features: dict[str, torch.Tensor], warm: torch.Tensor) -> None:
+    def __init__(self, model: Recommender, trained: Trained) -> None:
         self.name = model.name
         self.n_items = model.n_items
-        self.degree = torch.bincount(train_items, minlength=self.n_items).float()
-        self.features = {m: f.float() for m, f in features.items()}
-        self.warm = torch.nonzero(warm).flatten()  # items with a training interaction
-        self.warm_content = (content_vectors({m: f[self.warm] for m, f in self.features.items()})
-                             if features else None)
+        self.trained = trained
+        self.degree = torch.bincount(torch.as_tensor(trained.train_items),
+                                     minlength=self.n_items).float()
+        self.features = {m: f.float() for m, f in trained.features.items()}
+        self.warm = torch.nonzero(trained.warm).flatten()  # items with a training interaction
+        self.index: ContentIndex | None = None
+        self.calibration: Calibration | None = None
+        if self.cold_method and model.needs_features and self.features and self.warm.numel():
+            self.index = ContentIndex(self.features, self.warm)
+            self.calibration = calibrate(self.index, self.place, trained.user_emb,
+                                         trained.item_emb, trained.train_users,
+                                         trained.train_items)
 
     @property
     def can_fold_in(self) -> bool:
@@ -78,14 +96,35 @@ class Placement:
 
     @property
     def can_place_items(self) -> bool:
-        return bool(self.cold_method)
+        return self.index is not None
+
+    def describe_cold(self) -> str:
+        """The cold-item method with its calibrated temperature (``""``: none)."""
+        if self.calibration is None:
+            return ""
+        return f"{self.cold_method}; softmax weights over {self.index.k} neighbours, " \
+               f"{self.calibration.describe()}"
 
     def fold_in(self, items: torch.Tensor) -> torch.Tensor:
         raise UnsupportedError(f"model {self.name!r} cannot embed a new user: "
                                f"{self.why_no_fold_in}")
 
     def cold_items(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise UnsupportedError(f"model {self.name!r} cannot embed new items: {self.why_no_cold}")
+        """Rows of new items from their features (one row per item in every modality)."""
+        if self.index is None or self.calibration is None:
+            raise UnsupportedError(f"model {self.name!r} cannot embed new items: "
+                                   f"{self.why_no_cold}")
+        sims, idx = self.index.search(content_vectors(features))
+        w = softmax_weights(sims, self.calibration.tau)
+        return self.place(idx, w, features)
+
+    def place(self, idx: torch.Tensor, w: torch.Tensor,
+              targets: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """Rows placed from neighbours ``idx`` with weights ``w``. ``targets``: the new
+        items' features, or (calibration) the trained items placed as if new. The default
+        borrows whole final rows; a model whose rows have a part computed from content
+        overrides this."""
+        return borrow(self.trained.item_emb, idx, w)
 
     # ---------------------------------------------------------------- shared pieces
     def graph_fold_in(self, item_layers: list[torch.Tensor], items: torch.Tensor) -> torch.Tensor:
@@ -99,16 +138,12 @@ class Placement:
                                    f"user's embedding would be its (unknown) ego embedding")
         return acc / (len(item_layers) + 1)
 
-    def neighbours(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(warm item indices, weights) of the nearest warm items of each new item."""
-        assert self.warm_content is not None
-        idx, w = knn_weights(content_vectors(features), self.warm_content)
-        return self.warm[idx], w
-
-    @staticmethod
-    def borrow(table: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """``sum_j w_j table[idx_j]`` per new item."""
-        return (w.unsqueeze(2) * table[idx]).sum(1)
+    def target_features(self, targets: torch.Tensor | dict[str, torch.Tensor],
+                        ) -> dict[str, torch.Tensor]:
+        """The features of ``targets`` (see :meth:`place`)."""
+        if isinstance(targets, dict):
+            return {m: f.float() for m, f in targets.items()}
+        return {m: f[targets] for m, f in self.features.items()}
 
 
 def lightgcn_item_layers(user_emb: torch.Tensor, item_emb: torch.Tensor, adj,
@@ -121,12 +156,11 @@ def lightgcn_item_layers(user_emb: torch.Tensor, item_emb: torch.Tensor, adj,
 
 class LightGCNPlacement(Placement):
     fold_in_method = "normalised aggregation of the trained item layers, no ego embedding"
-    why_no_cold = "it is ID-only (no content side)"
 
-    def __init__(self, model, train_items, features, warm) -> None:
-        super().__init__(model, train_items, features, warm)
+    def __init__(self, model, trained) -> None:
         adj, n_layers = self.backbone(model)
         self.item_layers = lightgcn_item_layers(model.user_emb, model.item_emb, adj, n_layers)
+        super().__init__(model, trained)
 
     @staticmethod
     def backbone(model: Recommender):
@@ -144,101 +178,63 @@ class LeastSquaresMF(Placement):
 
     fold_in_method = "ridge least squares on the trained item vectors (1 on the history, " \
                      "0 elsewhere)"
-    why_no_cold = "it is ID-only (no content side)"
 
-    def __init__(self, model, train_items, features, warm) -> None:
-        super().__init__(model, train_items, features, warm)
-        _, items = model.final_embeddings()
+    def __init__(self, model, trained) -> None:
+        items = trained.item_emb
         self.item_vectors = items
-        q = items[self.warm].double()
+        q = items[torch.nonzero(trained.warm).flatten()].double()
         gram = q.T @ q
         self.ridge = MF_RIDGE * float(gram.trace()) / q.shape[1]
         eye = torch.eye(q.shape[1], dtype=torch.float64)
         self.solve = torch.linalg.inv(gram + self.ridge * eye)
+        super().__init__(model, trained)
 
     def fold_in(self, items):
         return (self.solve @ self.item_vectors[items].double().sum(0)).float()
 
 
 class VBPRPlacement(LeastSquaresMF):
-    cold_method = "[similarity-weighted mean of the nearest training items' Gamma || " \
-                  "trained projection F W + c]"
+    cold_method = "[Gamma borrowed from the nearest trained items by content || the trained " \
+                  "projection F W + c of the item's own features]"
 
-    def __init__(self, model, train_items, features, warm) -> None:
-        super().__init__(model, train_items, features, warm)
+    def __init__(self, model, trained) -> None:
         self.gamma = model.item_emb.detach()
         self.projection = model.projection
+        super().__init__(model, trained)
 
     @torch.no_grad()
-    def cold_items(self, features):
-        idx, w = self.neighbours(features)
-        content = self.projection(torch.cat([f.float() for f in features.values()], dim=1))
-        return torch.cat([self.borrow(self.gamma, idx, w), content], dim=1)
+    def place(self, idx, w, targets):
+        feats = self.target_features(targets)
+        content = self.projection(torch.cat([f for f in feats.values()], dim=1))
+        return torch.cat([borrow(self.gamma, idx, w), content], dim=1)
 
 
 class FREEDOMPlacement(LightGCNPlacement):
-    cold_method = "ID part: similarity-weighted mean of the nearest training items' LightGCN " \
-                  "rows; item-graph part: FREEDOM's kNN mixture (uniform over each " \
-                  "modality's knn_k nearest training items, modality weights beta_m)"
-
     @staticmethod
     def backbone(model):
         return model.norm_adj, model.config.n_ui_layers
 
-    def __init__(self, model, train_items, features, warm) -> None:
-        super().__init__(model, train_items, features, warm)
-        cfg = model.config
-        full = torch.cat([model.user_emb, model.item_emb])
-        self.lgn_items = layer_mean(full, model.norm_adj, cfg.n_ui_layers)[model.n_users:]
-        h = model.item_emb
-        for _ in range(max(cfg.n_mm_layers - 1, 0)):
-            h = model.item_graph @ h
-        self.h_prev = h  # S^{L_mm - 1} Q: what a new row of S would average
-        self.betas = modality_weights(list(features), cfg.mm_image_weight)
-        self.knn_k = cfg.knn_k
-
-    def cold_items(self, features):
-        idx, w = self.neighbours(features)
-        out = self.borrow(self.lgn_items, idx, w)
-        for beta, (m, f) in zip(self.betas, features.items(), strict=True):
-            nb, wm = knn_weights(l2_normalize(f.float()),
-                                 l2_normalize(self.features[m][self.warm]), self.knn_k,
-                                 weighted=False)
-            out = out + beta * self.borrow(self.h_prev, self.warm[nb], wm)
-        return out
-
 
 class BM3Placement(LightGCNPlacement):
     fold_in_method = "predictor of the normalised aggregation of the trained item layers, no ego"
-    cold_method = "predictor(e), e in the direction of the mean over modalities of " \
-                  "predictor(T_m F_m) (BM3's alignment target) with the nearest training " \
-                  "items' similarity-weighted norm"
 
-    def __init__(self, model, train_items, features, warm) -> None:
-        super().__init__(model, train_items, features, warm)
+    def __init__(self, model, trained) -> None:
         self.model = model
-        _, self.pre_items = model.propagate()
+        super().__init__(model, trained)
 
     def fold_in(self, items):
         return self.model.predictor(super().fold_in(items))
-
-    def cold_items(self, features):
-        m = self.model
-        aligned = sum(m.predictor(m.projections[k](f.float())) for k, f in features.items())
-        idx, w = self.neighbours(features)
-        norm = (w * self.pre_items[idx].norm(dim=2)).sum(1, keepdim=True)
-        return m.predictor(l2_normalize(aligned) * norm)
 
 
 class MGNMPlacement(Placement):
     fold_in_method = "eq. 3 layer mean of the trained CGE item layers with no ego; MGE last " \
                      "layer aggregated likewise; hyperedges H_u = sum of the history's H_i"
-    cold_method = "ID part: similarity-weighted mean of the nearest training items' CGE rows " \
-                  "(their ego rows for the purifier); MGE: norm(F W_m); hyperedges from the " \
-                  "item's own logits against the trained Lambda"
+    cold_method = "what interactions made, borrowed from the nearest trained items by " \
+                  "content: the CGE layer mean (eq. 3) and each modality's last MGE layer " \
+                  "(eq. 7); the global part from the item's own hyperedge logits (eq. 11; " \
+                  "MGNM's purifier gates the borrowed ego row) against the trained Lambda"
 
-    def __init__(self, model, train_items, features, warm) -> None:
-        super().__init__(model, train_items, features, warm)
+    def __init__(self, model, trained) -> None:
         cfg = model.config
         self.model = model
         out = model.forward_all(training=False)
@@ -246,7 +242,9 @@ class MGNMPlacement(Placement):
         self.id_items = layer_means(out.cge_layers)[1]
         k = cfg.n_mm_layers
         self.mge_items = {m: layers[k - 1][1] if k > 0 else layers[0][1]
-                          for m, layers in out.mge_layers.items()}
+                          for m, layers in out.mge_layers.items()}  # what a user's layer K reads
+        self.mge_last = {m: layers[-1][1] for m, layers in out.mge_layers.items()}  # eq. 8's
+        self.ego_items = model.item_emb.detach()
         self.logits: dict[str, torch.Tensor] = {}
         self.lam: dict[str, torch.Tensor] = {}
         if cfg.alpha > 0:  # noise-free assignments (softmax), also for LGMRec
@@ -258,6 +256,7 @@ class MGNMPlacement(Placement):
                     lam = a_i.T @ z
                     z = a_i @ lam
                 self.logits[m], self.lam[m] = h_i, lam
+        super().__init__(model, trained)
 
     def _fuse(self, ids: torch.Tensor, mge: list[torch.Tensor], hyper_logits: list[torch.Tensor],
               ) -> torch.Tensor:
@@ -272,6 +271,18 @@ class MGNMPlacement(Placement):
             out = out + cfg.alpha * l2_normalize(sum(z))
         return out
 
+    @torch.no_grad()
+    def place(self, idx, w, targets):
+        model, cfg = self.model, self.model.config
+        feats = self.target_features(targets)
+        ids = borrow(self.id_items, idx, w)
+        mge = [borrow(self.mge_last[m], idx, w) for m in model.modalities]
+        hyper = []
+        if cfg.alpha > 0:  # eqs. 9-11 from the item's own features (and borrowed ego row)
+            ego = borrow(self.ego_items, idx, w)
+            hyper = [model.new_item_hyperedge_logits(m, feats[m], ego) for m in model.modalities]
+        return self._fuse(ids, mge, hyper)
+
     def fold_in(self, items):
         cfg = self.model.config
         ids = self.graph_fold_in(self.cge_items, items)
@@ -283,28 +294,15 @@ class MGNMPlacement(Placement):
         hyper = [self.logits[m][items].sum(0, keepdim=True) for m in self.logits]
         return self._fuse(ids.unsqueeze(0), [x.unsqueeze(0) for x in mge], hyper)[0]
 
-    def cold_items(self, features):
-        model, cfg = self.model, self.model.config
-        idx, w = self.neighbours(features)
-        ids = self.borrow(self.id_items, idx, w)
-        mge = [features[m].float() @ model.proj[model._key(m)] for m in model.modalities]
-        hyper = []
-        if cfg.alpha > 0:
-            ego = self.borrow(model.item_emb, idx, w)
-            for m in model.modalities:
-                key, f = model._key(m), features[m].float()
-                if cfg.purifier:  # eqs. 9-11 with the borrowed ego row
-                    gate = torch.sigmoid((f @ model.pur_w1[key] + model.pur_b1[key])
-                                         @ model.pur_w2[key] + model.pur_b2[key])
-                    hyper.append((ego * gate) @ model.hyper_t[key].T)
-                else:
-                    hyper.append(f @ model.hyper_v[key])
-        return self._fuse(ids, mge, hyper)
 
+class ContentOnly(Placement):
+    """New items by content neighbours; no fold-in method (yet) for new users."""
 
-class Unsupported(Placement):
-    why_no_cold = "not implemented for this model (see docs/serving.md)"
     why_no_fold_in = "not implemented for this model (see docs/serving.md)"
+
+
+class IDOnly(Placement):
+    cold_method = ""
 
 
 #: model name -> its placement methods
@@ -312,11 +310,11 @@ PLACEMENTS: dict[str, type[Placement]] = {
     "bpr": LeastSquaresMF,
     "lightgcn": LightGCNPlacement,
     "vbpr": VBPRPlacement,
-    "mmgcn": Unsupported,
-    "dualgnn": Unsupported,
-    "lattice": Unsupported,
+    "mmgcn": ContentOnly,
+    "dualgnn": ContentOnly,
+    "lattice": ContentOnly,
     "bm3": BM3Placement,
-    "mgcn": Unsupported,
+    "mgcn": ContentOnly,
     "freedom": FREEDOMPlacement,
     "lgmrec": MGNMPlacement,
     "mgnm": MGNMPlacement,
@@ -324,11 +322,10 @@ PLACEMENTS: dict[str, type[Placement]] = {
 
 
 @torch.no_grad()
-def build_placement(model: Recommender, train_items: torch.Tensor,
-                    features: dict[str, torch.Tensor], warm: torch.Tensor) -> Placement:
+def build_placement(model: Recommender, trained: Trained) -> Placement:
     was = model.training
     model.eval()
     try:
-        return PLACEMENTS.get(model.name, Unsupported)(model, train_items, features, warm)
+        return PLACEMENTS.get(model.name, IDOnly)(model, trained)
     finally:
         model.train(was)

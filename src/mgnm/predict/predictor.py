@@ -31,7 +31,7 @@ import torch
 from mgnm.data.dataset import Dataset
 from mgnm.data.idmap import MAP_FILES, IdMap
 from mgnm.errors import DataError
-from mgnm.predict.placement import Placement, build_placement
+from mgnm.predict.placement import Placement, Trained, build_placement
 from mgnm.train.evaluator import recommend_topk
 
 MAX_K = 1000
@@ -136,10 +136,12 @@ class Predictor:
         """From a :class:`mgnm.api.LoadedRun` (anything with ``.model``, ``.dataset``)."""
         model, ds = run.model, run.dataset
         u, i = model.final_embeddings()
-        features = {m: torch.as_tensor(f).float() for m, f in ds.features.items()}
-        warm = torch.as_tensor(np.bincount(ds.train.items, minlength=ds.n_items) > 0)
-        placement = build_placement(model, torch.as_tensor(ds.train.items), features, warm)
-        return cls(model.name, ds, u.cpu().float(), i.cpu().float(), placement)
+        u, i = u.cpu().float(), i.cpu().float()
+        trained = Trained(
+            user_emb=u, item_emb=i, train_users=ds.train.users, train_items=ds.train.items,
+            features={m: torch.as_tensor(f).float() for m, f in ds.features.items()},
+            warm=torch.as_tensor(np.bincount(ds.train.items, minlength=ds.n_items) > 0))
+        return cls(model.name, ds, u, i, build_placement(model, trained))
 
     @torch.no_grad()
     def _place_known_items(self, dataset: Dataset, cold: np.ndarray) -> None:
@@ -346,7 +348,7 @@ class Predictor:
     def info(self) -> dict[str, Any]:
         return {"model": self.model_name, "n_users": self.n_users, "n_items": self.n_items,
                 "fold_in": self.placement.fold_in_method or None,
-                "cold_items": self.placement.cold_method or None}
+                "cold_items": self.placement.describe_cold() or None}
 
 
 def write_recommendations(predictor: Predictor, path: str | Path, k: int,

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 
+KEEP = ("latest", "earliest")
 
-def latest_unique(users: np.ndarray, items: np.ndarray,
-                  times: np.ndarray | None = None) -> np.ndarray:
-    """Row indices that keep one row per (user, item) pair: the latest by ``times``, ties and
-    logs without times broken by the later position in the file. Returned in file order."""
+
+def one_per_pair(users: np.ndarray, items: np.ndarray, times: np.ndarray | None = None,
+                 keep: str = "latest") -> np.ndarray:
+    """Row indices that keep one row per (user, item) pair, returned in file order.
+
+    ``keep="latest"``: the latest by ``times``, equal times (and logs without times) broken by
+    the later position in the file (MMRec's rule). ``keep="earliest"``: the earliest, equal
+    times broken by the earlier position (the Amazon Reviews 2023 benchmark's rule: a stable
+    sort by time, then the first row of each pair)."""
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {KEEP}, not {keep!r}")
     rows = np.arange(len(users))
     keys = (rows, items, users) if times is None else (rows, times, items, users)
     order = np.lexsort(keys)
     u, i = users[order], items[order]
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
-    return np.sort(order[last])
+    edge = np.ones(len(order), dtype=bool)
+    if keep == "latest":  # the last row of each (user, item) run
+        edge[:-1] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
+    else:  # the first
+        edge[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
+    return np.sort(order[edge])
 
 
 def k_core(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, int]:

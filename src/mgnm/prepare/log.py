@@ -140,11 +140,14 @@ def _lines(source: Source, bar: Pass) -> Iterator[tuple[int, str]]:
     bar.update(source.position)
 
 
-def parse_object(text: str, where: str) -> dict[str, Any]:
-    """One JSON object, or a Python literal dict (the 2014 Amazon metadata), never evaluated."""
+def parse_object(text: str, where: str, json_only: bool = False) -> dict[str, Any]:
+    """One JSON object, or (unless ``json_only``) a Python literal dict (the 2014 Amazon
+    metadata), never evaluated."""
     try:
         obj = json.loads(text)
     except ValueError:
+        if json_only:
+            raise DataError(f"{where}: not a JSON object: {text.strip()[:60]!r}") from None
         try:
             obj = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -155,18 +158,28 @@ def parse_object(text: str, where: str) -> dict[str, Any]:
     return obj
 
 
-def iter_objects(source: Source, bar: Pass) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_objects(source: Source, bar: Pass,
+                 json_only: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line of a JSON-lines file."""
     for n, line in _lines(source, bar):
         if line.strip():
-            yield n, parse_object(line, f"{source.path}, line {n}")
+            yield n, parse_object(line, f"{source.path}, line {n}", json_only)
 
 
-def iter_fields(source: Source, fmt: str, fields: Sequence[str],
-                bar: Pass) -> Iterator[tuple[int, list[Any]]]:
+def first_object(path: str | Path, json_only: bool = False) -> tuple[int, dict[str, Any]]:
+    """(line number, object) of the first non-blank line of a JSON-lines file (read no
+    further); an empty file is an error."""
+    with Source(path) as src, Pass("peek", src.size, quiet=True) as bar:
+        for n, obj in iter_objects(src, bar, json_only):
+            return n, obj
+    raise DataError(f"{path}: empty file (expected one JSON object per line)")
+
+
+def iter_fields(source: Source, fmt: str, fields: Sequence[str], bar: Pass,
+                json_only: bool = False) -> Iterator[tuple[int, list[Any]]]:
     """(line number, values of ``fields``) per record; a missing or empty value is ``None``."""
     if fmt == "jsonl":
-        for n, obj in iter_objects(source, bar):
+        for n, obj in iter_objects(source, bar, json_only):
             yield n, [_present(obj.get(f)) for f in fields]
         return
     reader = csv.reader(_only_text(_lines(source, bar)), delimiter="," if fmt == "csv" else "\t")
@@ -273,9 +286,15 @@ class Log:
 def read_log(path: str | Path, user: str, item: str, time: str | None = None,
              rating: str | None = None, fmt: str | None = None,
              min_rating: float | None = None, label: str | None = None,
-             quiet: bool = False) -> Log:
+             quiet: bool = False, *, required: str | None = None,
+             numeric_time: bool = False, json_only: bool = False) -> Log:
     """Read (user, item[, time][, rating]) from a log, dropping rows with a missing field and,
-    with ``min_rating``, rows rated below it."""
+    with ``min_rating``, rows rated below it.
+
+    ``required``: what the records are (``"an Amazon 2023 review"``); a record with a missing
+    field is then an error naming it, not a dropped row. ``numeric_time``: times must be
+    numbers (no ISO dates). ``json_only``: JSON lines must be JSON (no Python literals).
+    Rows are kept in file order: row ``r`` of the result is the ``r``-th row kept."""
     path = Path(path)
     fmt = detect_format(path, fmt)
     if min_rating is not None and rating is None:
@@ -288,11 +307,15 @@ def read_log(path: str | Path, user: str, item: str, time: str | None = None,
     seen = [0] * len(fields)
     read = missing = low = 0
     with Source(path) as src, Pass(f"read {label or path.name}", src.size, quiet=quiet) as bar:
-        for n, values in iter_fields(src, fmt, fields, bar):
+        for n, values in iter_fields(src, fmt, fields, bar, json_only):
             read += 1
             bar.count = read
             where = f"{path}, line {n}"
             if any(v is None for v in values):
+                if required:
+                    absent = [f for f, v in zip(fields, values, strict=True) if v is None]
+                    raise DataError(f"{where}: no {', '.join(map(repr, absent))} ({required} "
+                                    f"has {', '.join(map(repr, fields))})")
                 missing += 1
                 for j, v in enumerate(values):
                     seen[j] += v is not None
@@ -308,7 +331,8 @@ def read_log(path: str | Path, user: str, item: str, time: str | None = None,
             users.append(u_code.setdefault(u, len(u_code)))
             items.append(i_code.setdefault(i, len(i_code)))
             if time:
-                times.append(parse_time(values[2], where))
+                times.append(parse_number(values[2], f"time {time!r}", where) if numeric_time
+                             else parse_time(values[2], where))
             if r is not None:
                 ratings.append(r)
         bar.update(src.position, read)

@@ -1,9 +1,9 @@
 """From an interaction log to an MMRec-format dataset directory (``mgnm prepare interactions``).
 
 Steps: read (dropping rows with a missing field, and rows below ``min_rating``), keep one row
-per (user, item) pair (the latest), iterative k-core on users and items, 0-based re-indexing
-(ascending original ID: numerically when every ID is an integer, else as text), the per-user
-split of :mod:`mgnm.prepare.split`. The directory is built in a hidden sibling
+per (user, item) pair (the latest, or the earliest), iterative k-core on users and items,
+0-based re-indexing (ascending original ID: numerically when every ID is an integer, else as
+text), one of the splits of :mod:`mgnm.prepare.split`. The directory is built in a hidden sibling
 (``.NAME.partial-PID``) and renamed into place at the end, so an interrupted run never leaves
 a half dataset at ``out``.
 """
@@ -23,9 +23,9 @@ import numpy as np
 from mgnm import __version__
 from mgnm.data.idmap import MAP_FILES, write_id_map
 from mgnm.errors import DataError
-from mgnm.prepare.kcore import k_core, latest_unique
-from mgnm.prepare.log import Log, read_log
-from mgnm.prepare.split import SPLITS, split_labels
+from mgnm.prepare.kcore import KEEP, k_core, one_per_pair
+from mgnm.prepare.log import Log, parse_number, parse_time, read_log
+from mgnm.prepare.split import NEEDS_TIME, SPLITS, TRAIN, split_labels
 
 RECORD = "prepare.json"
 
@@ -63,18 +63,59 @@ class Prepared:
         return {"train": int(c[0]), "valid": int(c[1]), "test": int(c[2])}
 
 
-def build(log: Log, k: int, split: str, seed: int) -> Prepared:
-    """Deduplicate, k-core, re-index and split the rows of ``log``."""
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
-    if split == "time" and log.times is None:
-        raise DataError("--split time needs --time (the column holding the time)")
+@dataclass(frozen=True)
+class SplitSpec:
+    """Which split, with its seed (``random``, ``time``) or cuts (``timestamp``)."""
+
+    how: str = "random"
+    seed: int = 999
+    valid_from: float | None = None
+    test_from: float | None = None
+
+    def check(self, has_time: bool, time_option: str = "--time") -> None:
+        """Raise a :class:`DataError` for a split that cannot be made as asked."""
+        if self.how not in SPLITS:
+            raise DataError(f"unknown split {self.how!r} (choose from {', '.join(SPLITS)})")
+        if self.how in NEEDS_TIME and not has_time:
+            raise DataError(f"--split {self.how} needs {time_option} (the column holding the "
+                            f"time)")
+        cuts = (self.valid_from, self.test_from)
+        if self.how == "timestamp":
+            if None in cuts:
+                raise DataError("--split timestamp needs --valid-from and --test-from")
+            if self.valid_from > self.test_from:  # type: ignore[operator]
+                raise DataError(f"--valid-from {_number(self.valid_from)} is after --test-from "
+                                f"{_number(self.test_from)}")
+        elif cuts != (None, None):
+            raise DataError(f"--valid-from and --test-from belong to --split timestamp, not "
+                            f"--split {self.how}")
+
+
+def parse_cut(value: str | float | None, option: str, date_scale: float = 1.0) -> float | None:
+    """A split time from the command line: a number in the time column's unit, as given, or an
+    ISO-8601 date, converted to Unix seconds times ``date_scale`` (1000 for milliseconds)."""
+    if value is None:
+        return None
+    try:
+        return parse_number(value, "time", option)
+    except DataError:
+        return parse_time(value, option) * date_scale
+
+
+def build(log: Log, k: int, split: str | SplitSpec, seed: int = 999,
+          keep: str = "latest") -> Prepared:
+    """Deduplicate (``keep`` the latest or the earliest row of a pair), k-core, re-index and
+    split the rows of ``log``."""
+    spec = split if isinstance(split, SplitSpec) else SplitSpec(split, seed)
+    spec.check(log.times is not None)
+    if keep not in KEEP:
+        raise DataError(f"unknown --keep {keep!r} (choose from {', '.join(KEEP)})")
     steps = [{"step": "read", **log.counts, **_stats(log.users, log.items)}]
     if len(log.users) == 0:
         raise DataError(f"{log.path}: no interaction left to prepare ({log.counts['records']} "
                         f"records read, {log.counts['missing_field']} with a missing field, "
                         f"{log.counts['below_min_rating']} below the minimum rating)")
-    rows = latest_unique(log.users, log.items, log.times)
+    rows = one_per_pair(log.users, log.items, log.times, keep)
     steps.append({"step": "deduplicate", "dropped": int(len(log.users) - len(rows)),
                   **_stats(log.users[rows], log.items[rows])})
     keep, rounds = k_core(log.users[rows], log.items[rows], k)
@@ -95,15 +136,36 @@ def build(log: Log, k: int, split: str, seed: int) -> Prepared:
     i_rank[i_order] = np.arange(len(i_order))
     users, items = u_rank[u_inv], i_rank[i_inv]
     times = log.times[rows] if log.times is not None else None
-    labels = split_labels(users, items, seed, split, times)
+    # rows are in file order, so their indices break ties in time for the loo split
+    labels = split_labels(users, items, spec.seed, spec.how, times, rows, spec.valid_from,
+                          spec.test_from)
     prepared = Prepared(users, items, labels, times,
                         log.ratings[rows] if log.ratings is not None else None,
                         [u_names[j] for j in u_order], [i_names[j] for j in i_order], steps)
-    steps.append({"step": f"{split} split", **prepared.split_counts})
-    if prepared.split_counts["train"] == 0:
-        raise DataError(f"{log.path}: the split leaves no training interaction (every user has "
-                        f"at most 2 interactions after the {k}-core); raise --k-core")
+    counts = prepared.split_counts
+    with_train = np.zeros(len(u_names), dtype=bool)
+    with_train[users[labels == TRAIN]] = True
+    cuts = {"valid_from": _exact(spec.valid_from), "test_from": _exact(spec.test_from)} \
+        if spec.how == "timestamp" else {}
+    steps.append({"step": f"{spec.how} split", **cuts, **counts,
+                  "users_without_train": int((~with_train).sum())})
+    empty = [name for name, c in counts.items() if c == 0]
+    if empty:
+        raise DataError(f"{log.path}: the {spec.how} split leaves no {empty[0]} interaction "
+                        f"({_split_hint(spec, k, times)})")
     return prepared
+
+
+def _split_hint(spec: SplitSpec, k: int, times: np.ndarray | None) -> str:
+    if spec.how == "timestamp" and times is not None:
+        return (f"times run from {_number(times.min())} to {_number(times.max())}; the cuts are "
+                f"--valid-from {_number(spec.valid_from)} and --test-from "
+                f"{_number(spec.test_from)}, in the same unit as the times")
+    return f"every user has at most 2 interactions after the {k}-core; raise --k-core"
+
+
+def _exact(x: float | None) -> int | float | None:
+    return int(x) if x is not None and float(x).is_integer() else x
 
 
 def _number(x: float) -> str:
@@ -152,13 +214,18 @@ def check_out(out: Path, command: str, args: dict[str, Any]) -> None:
     except (OSError, ValueError):
         raise DataError(f"{out}: holds a different dataset (no readable {RECORD}); choose "
                         f"another --out or remove it") from None
-    if not isinstance(old, dict) or old.get("command") != command or old.get("args") != args:
-        theirs = old.get("args", {}) if isinstance(old, dict) else {}
-        diff = [k for k in sorted(set(args) | set(theirs)) if args.get(k) != theirs.get(k)]
-        what = f"{old.get('command')!r}" if isinstance(old, dict) and \
-            old.get("command") != command else f"other arguments ({', '.join(diff)})"
-        raise DataError(f"{out}: holds a different dataset (prepared by {what}); choose "
-                        f"another --out or remove it")
+    theirs = old.get("args") if isinstance(old, dict) else None
+    theirs = theirs if isinstance(theirs, dict) else {}
+    # an argument missing from the record of an older version is an option it did not have
+    # yet, which stands for its value None
+    diff = [k for k in sorted(set(args) | set(theirs)) if args.get(k) != theirs.get(k)]
+    same_command = isinstance(old, dict) and old.get("command") == command
+    if same_command and not diff:
+        return
+    what = f"other arguments ({', '.join(diff)})" if same_command else \
+        f"{old.get('command') if isinstance(old, dict) else None!r}"
+    raise DataError(f"{out}: holds a different dataset (prepared by {what}); choose "
+                    f"another --out or remove it")
 
 
 class Staging:
@@ -215,22 +282,29 @@ def prepare_interactions(path: str | Path, out: str | Path, user: str, item: str
                          k_core: int = 5, split: str = "random", seed: int = 999,
                          name: str | None = None, quiet: bool = False,
                          item_attributes: Mapping[str, Mapping[str, str]] | None = None,
-                         ) -> dict[str, Any]:
+                         keep: str = "latest", valid_from: str | float | None = None,
+                         test_from: str | float | None = None) -> dict[str, Any]:
     """Prepare the dataset directory ``out`` from the log ``path``; returns ``prepare.json``.
 
     ``item_attributes`` (Python only): extra ``i_id_map.tsv`` columns, column -> {original
-    item ID: value} (the demo build uses it for titles).
+    item ID: value} (the demo build uses it for titles). ``keep``: which row of a repeated
+    (user, item) pair stays. ``valid_from``, ``test_from``: the cuts of ``split="timestamp"``
+    (numbers in the time column's unit, or ISO-8601 dates, read as Unix seconds).
     """
     out = Path(out)
     args = {"input": resolved(path), "format": fmt, "user": user, "item": item, "time": time,
-            "rating": rating, "min_rating": min_rating, "k_core": k_core, "split": split,
-            "seed": seed, "name": name or out.resolve().name}
+            "rating": rating, "min_rating": min_rating, "keep": keep, "k_core": k_core,
+            "split": split, "seed": seed, "valid_from": valid_from, "test_from": test_from,
+            "name": name or out.resolve().name}
     command = "prepare interactions"
     check_out(out, command, args)
     if k_core < 1:
         raise DataError(f"--k-core {k_core}: must be at least 1")
+    spec = SplitSpec(split, seed, parse_cut(valid_from, "--valid-from"),
+                     parse_cut(test_from, "--test-from"))
+    spec.check(time is not None)  # before the long read
     log = read_log(path, user, item, time, rating, fmt, min_rating, quiet=quiet)
-    prepared = build(log, k_core, split, seed)
+    prepared = build(log, k_core, spec, keep=keep)
     staging = Staging(out)
     with staging as tmp:
         write_inter(tmp / f"{args['name']}.inter", prepared)
