@@ -65,4 +65,5 @@ def test_models_lists_registry(capsys):
 
     code, out, _ = run_cli(capsys, "models")
     assert code == 0
-    assert [line.split()[0] for line in out.strip().splitlines()] == list(MODELS)
+    heads = [line for line in out.strip().splitlines() if not line.startswith(" ")]
+    assert [line.split()[0] for line in heads] == list(MODELS)

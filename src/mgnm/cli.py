@@ -41,7 +41,7 @@ def _metrics_table(title: str, rows: dict[str, dict[str, float]], ks) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table()
     table.add_column("metric")
     for split in rows:
         table.add_column(split, justify="right")
@@ -49,7 +49,10 @@ def _metrics_table(title: str, rows: dict[str, dict[str, float]], ks) -> None:
         for k in ks:
             name = f"{m}@{k}"
             table.add_row(name, *(f"{r.get(name, float('nan')):.4f}" for r in rows.values()))
-    Console().print(table)
+    console = Console()
+    # the title on its own line: as the table's title it wrapped to the narrow table's width
+    console.print(title, markup=False, highlight=False, soft_wrap=True)
+    console.print(table)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -172,11 +175,17 @@ def models(name) -> None:
     from mgnm.models import MODELS, get_model_class
     from mgnm.train.config import describe_keys
 
-    if name is None:
+    if name is None:  # each description whole, wrapped under its own column
+        import shutil
+        import textwrap
+
+        width = max(shutil.get_terminal_size((100, 24)).columns, 60)
         for model, cls in MODELS.items():
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             feats = "features" if cls.needs_features else "IDs only"
-            click.echo(f"{model:10s} [{feats}]  {doc}")
+            head = f"{model:10s} [{feats:8s}]  "
+            click.echo(textwrap.fill(cls.summary(), width, initial_indent=head,
+                                     subsequent_indent=" " * len(head),
+                                     break_on_hyphens=False))
         return
     cls = get_model_class(name)
     for section, rows in describe_keys(cls).items():
