@@ -38,10 +38,13 @@ def test_train_prints_table_and_writes_result(trained, capsys):
 
 def test_recommend_and_export(trained, tmp_path, capsys):
     code, out, _ = run_cli(capsys, "recommend", trained, "--users", "0,5", "-k", 3)
-    rows = [line.split("\t") for line in out.strip().splitlines()]
-    assert code == 0 and len(rows) == 6 and [r[1] for r in rows[:3]] == ["1", "2", "3"]
+    header, *lines = out.strip().splitlines()
+    rows = [line.split("\t") for line in lines]
+    assert code == 0 and header == "user\trank\titem\tscore"
+    assert len(rows) == 6 and [r[1] for r in rows[:3]] == ["1", "2", "3"]
     code, _, err = run_cli(capsys, "recommend", trained, "--users", "999")
-    assert code == 2 and "user 999 is out of range" in err
+    assert code == 2 and "unknown user '999': this dataset has no u_id_map.tsv, so users are " \
+                         "indices 0..59" in err
     npz = tmp_path / "emb.npz"
     assert run_cli(capsys, "export", trained, "-o", npz)[0] == 0
     with np.load(npz) as f:
@@ -62,4 +65,5 @@ def test_models_lists_registry(capsys):
 
     code, out, _ = run_cli(capsys, "models")
     assert code == 0
-    assert [line.split()[0] for line in out.strip().splitlines()] == list(MODELS)
+    heads = [line for line in out.strip().splitlines() if not line.startswith(" ")]
+    assert [line.split()[0] for line in heads] == list(MODELS)

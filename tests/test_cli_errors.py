@@ -105,7 +105,7 @@ def test_threads_option_reaches_the_trainer(tiny_dir, tmp_path):
     res = run_mgnm("train", "--model", "bpr", "--data", tiny_dir, "--set", "epochs=1",
                    "--threads", "1", "--out", tmp_path / "run")
     assert res.code == 0, res.err
-    assert "1 threads" in res.err.splitlines()[0]
+    assert "(cpu, 1 thread, " in res.err.splitlines()[0]
 
 
 def test_export_of_vbpr_parameter_tables(tiny_dir, tmp_path):

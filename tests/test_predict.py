@@ -104,7 +104,8 @@ def test_never_seen_items_and_untrained_users(name, test_only_item_eligible, tra
         assert 40 not in rec.items and (41 in rec.items) is test_only_item_eligible
     with pytest.raises(UnknownIdError, match="user '59' has no training interaction"):
         pred.recommend(["59"], 3)
-    with pytest.raises(UnknownIdError, match="user 60 is out of range"):
+    with pytest.raises(UnknownIdError, match="unknown user 60: this dataset has no "
+                                           "u_id_map.tsv, so users are indices 0..59"):
         pred.recommend([60], 3)
 
 
@@ -231,7 +232,8 @@ def test_id_only_models_refuse_new_items_and_bad_features(trained):
         mg.add_items({"image": np.full((1, 8), np.nan), "text": np.zeros((1, 5))})
     with pytest.raises(RequestError, match="history: must hold at least one item"):
         mg.recommend_for_history([], 3)
-    with pytest.raises(UnknownIdError, match="item 99 is out of range"):
+    with pytest.raises(UnknownIdError, match="unknown item 99: this dataset has no "
+                                           "i_id_map.tsv, so items are indices 0..44"):
         mg.recommend_for_history([1, 99], 3)
 
 

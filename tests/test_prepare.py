@@ -317,6 +317,19 @@ def test_cli_prepare_interactions_then_info(tmp_path, log_rows, capsys):
     assert info.returncode == 0 and "users" in info.stdout
 
 
+def test_cli_prepare_quiet_prints_only_the_result(tmp_path, log_rows):
+    src = write_csv(tmp_path / "log.csv", log_rows)
+    args = ["prepare", "interactions", src, "--user", "user", "--item", "item"]
+    loud = run_mgnm(*args, "--out", tmp_path / "a")
+    quiet = run_mgnm(*args, "--out", tmp_path / "b", "-q")
+    assert loud.returncode == quiet.returncode == 0, quiet.stderr
+    assert len(loud.stdout.splitlines()) == 5  # read, deduplicate, 5-core, split, wrote
+    assert quiet.stderr == ""
+    assert quiet.stdout.splitlines() == [loud.stdout.splitlines()[-1].replace(
+        str(tmp_path / "a"), str(tmp_path / "b"))]
+    assert quiet.stdout.startswith(f"wrote {tmp_path / 'b'}: ")
+
+
 def test_cli_errors_name_file_and_line(tmp_path, log_rows, capsys):
     bad = tmp_path / "bad.jsonl.gz"
     with gzip.open(bad, "wt") as fh:

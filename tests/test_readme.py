@@ -141,3 +141,20 @@ def test_readme_python_snippet_runs_on_the_demo(tmp_path: Path) -> None:
     assert 0.0 <= recall <= 1.0 and best_epoch >= 1
     # the run the snippet trained is where it says, and the snippet's last line read it back
     assert any(tmp_path.rglob("result.json")) and any(tmp_path.rglob("best.pt"))
+
+
+def test_recommend_examples_name_users_of_the_demo() -> None:
+    """The command lines follow the quick start, which trains on the bundled demo: the users
+    they ask for exist there (its users are MovieLens userIds, from 2) and were trained."""
+    demo = ROOT / "src" / "mgnm" / "datasets" / "movielens"
+    rows = [line.split("\t") for line in (demo / "u_id_map.tsv").read_text().splitlines()[1:]]
+    index = {orig: int(i) for orig, i in rows}
+    inter = [line.split("\t") for line in (demo / "movielens.inter").read_text().splitlines()]
+    col = inter[0].index("userID"), inter[0].index("x_label")
+    trained = {int(r[col[0]]) for r in inter[1:] if r[col[1]] == "0"}
+    users = re.findall(r"mgnm recommend RUN\w* --users ([\w,]+)",
+                       _text(ROOT / "README.md") + _text(ROOT / "docs" / "serving.md"))
+    assert users, "no `mgnm recommend RUN --users ...` example found"
+    for spec in users:
+        for u in spec.split(","):
+            assert u in index and index[u] in trained, (spec, u)

@@ -12,7 +12,7 @@ from conftest import write_dataset
 from mgnm import api
 from mgnm.data.dataset import load_dataset
 from mgnm.data.idmap import write_id_map
-from mgnm.predict.predictor import Predictor
+from mgnm.predict.predictor import Predictor, Recommendation
 
 FAST = {"epochs": 2, "batch_size": 64, "device": "cpu", "topk": [5, 10],
         "valid_metric": "recall@10", "seed": 2}
@@ -38,11 +38,21 @@ def titled_run(tmp_path_factory):
 def test_recommend_prints_original_ids_and_titles(titled_run):
     res = run_mgnm("recommend", titled_run, "--users", "U003,U010", "-k", 3)
     assert res.code == 0, res.err
-    rows = [line.split("\t") for line in res.out.strip().splitlines()]
+    header, *lines = res.out.strip().splitlines()
+    assert header == "user\trank\titem\tscore\ttitle"  # as in the file written with -o
+    rows = [line.split("\t") for line in lines]
     expect = Predictor.load(titled_run).recommend(["U003", "U010"], 3)
     assert [r[0] for r in rows] == ["U003"] * 3 + ["U010"] * 3
     assert [r[2] for r in rows] == expect[0].items + expect[1].items
     assert all(r[4] == "Film " + r[2][1:] for r in rows)
+
+
+def test_api_recommend_answers_as_the_predictor_does(titled_run):
+    """One shape: api.recommend returns the Predictor's Recommendation objects."""
+    got = api.recommend(titled_run, ["U003", "U010"], k=3)
+    expect = Predictor.load(titled_run).recommend(["U003", "U010"], 3)
+    assert all(isinstance(r, Recommendation) for r in got) and got == expect
+    assert got[0].user == "U003" and got[0].titles == ["Film " + i[1:] for i in got[0].items]
 
 
 @pytest.mark.parametrize(("args", "fragments"), [
@@ -50,7 +60,10 @@ def test_recommend_prints_original_ids_and_titles(titled_run):
     (["-k", "-3", "--users", "U001"], ["-k: must be at least 1 (got -3)"]),
     (["--users", ""], ["--users: no user IDs given"]),
     (["--users", "U059"], ["user 'U059' has no training interaction"]),
-    (["--users", "U777"], ["unknown user 'U777'"]),
+    (["--users", "U777"], ["unknown user 'U777'", "e.g. 'U000', 'U001', 'U002'"]),
+    # an index where the dataset has a map: refused, with what the IDs look like
+    (["--users", "0,U001"], ["unknown user '0': users are the original IDs of u_id_map.tsv, "
+                             "e.g. 'U000', 'U001', 'U002' (indices are not accepted"]),
 ])
 def test_recommend_refuses_bad_input_in_one_line(titled_run, args, fragments):
     assert_user_error(run_mgnm("recommend", titled_run, *args), "error:", *fragments)

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,13 +18,18 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from clitools import assert_user_error, run_mgnm  # noqa: E402
 from conftest import write_dataset  # noqa: E402
 
 from mgnm import api  # noqa: E402
+from mgnm.data.idmap import write_id_map  # noqa: E402
 from mgnm.predict.predictor import Predictor  # noqa: E402
 
 FAST = {"epochs": 2, "batch_size": 64, "device": "cpu", "topk": [5, 10],
         "valid_metric": "recall@10", "seed": 1}
+
+
+PROCS: dict[str, subprocess.Popen] = {}  # base URL -> the server process
 
 
 def free_port() -> int:
@@ -33,12 +39,16 @@ def free_port() -> int:
 
 
 def start_server(run: Path, *extra: str):
+    """The server and its base URL; its stdout lines are collected in ``proc.lines``."""
     port = free_port()
     exe = Path(sys.executable).with_name("mgnm")
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "mgnm.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd + ["serve", str(run), "--port", str(port), *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.lines = []
+    threading.Thread(target=lambda: proc.lines.extend(iter(proc.stdout.readline, "")),
+                     daemon=True).start()
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300  # a loaded machine imports torch slowly
     while time.monotonic() < deadline:
@@ -53,14 +63,24 @@ def start_server(run: Path, *extra: str):
     raise AssertionError("server did not start within 300 s")
 
 
+def wait_for_line(proc, fragment: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [line for line in list(proc.lines) if fragment in line]
+        if found:
+            return found[0].rstrip("\n")
+        time.sleep(0.05)
+    raise AssertionError(f"no line with {fragment!r} on stdout: {proc.lines}")
+
+
 def stop(proc) -> str:
     proc.send_signal(signal.SIGINT)
     try:
-        _, err = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
-    return err
+        proc.wait()
+    return proc.stderr.read()
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +88,39 @@ def served(tmp_path_factory):
     root = write_dataset(tmp_path_factory.mktemp("srv"))
     run = tmp_path_factory.mktemp("run-mgnm")
     api.train("mgnm", root, overrides=FAST, run_dir=run)
-    proc, base = start_server(run, "--max-body-kb", "16")
+    proc, base = start_server(run, "--max-body-kb", "16", "--access-log")
+    PROCS[base] = proc
     yield run, base
     err = stop(proc)
     assert "Traceback" not in err, err
+
+
+def test_start_line_names_the_model_and_the_address(served):
+    run, base = served
+    assert wait_for_line(PROCS[base], "serving") == \
+        f"serving mgnm (run {run}: 60 users, 45 items) on {base} (Ctrl+C to stop)"
+
+
+def test_access_log_has_a_line_per_request(served):
+    _, base = served
+    assert httpx.get(f"{base}/health", params={"probe": "a1b2"}).status_code == 200
+    assert httpx.get(f"{base}/users/999/recommendations").status_code == 404
+    line = wait_for_line(PROCS[base], "/health?probe=a1b2")
+    assert line.endswith('"GET /health?probe=a1b2 HTTP/1.1" 200 OK'), line
+    line = wait_for_line(PROCS[base], "/users/999/")
+    assert line.endswith('"GET /users/999/recommendations HTTP/1.1" 404 Not Found'), line
+
+
+@pytest.mark.parametrize("which", ["real run", "no run"])
+def test_a_busy_port_is_one_line_before_the_model_loads(served, tmp_path, which):
+    """The served fixture holds the port: a second server on it fails at once, before it
+    even looks at the run (a missing run directory is not the error reported)."""
+    run, base = served
+    port = base.rsplit(":", 1)[1]
+    res = run_mgnm("serve", run if which == "real run" else tmp_path / "no-such-run",
+                   "--port", port)
+    assert_user_error(res, f"cannot listen on 127.0.0.1:{port} (Address already in use)")
+    assert res.out == ""
 
 
 def test_health_and_known_user(served):
@@ -109,7 +158,7 @@ def test_new_items_become_recommendable(served):
 
 @pytest.mark.parametrize(("method", "path", "kw", "status", "field"), [
     ("get", "/users/999/recommendations", {}, 404, None),
-    ("get", "/users/abc/recommendations", {}, 422, "users"),
+    ("get", "/users/abc/recommendations", {}, 404, None),  # no map: users are indices
     ("get", "/users/1/recommendations", {"params": {"k": 0}}, 422, "k"),
     ("get", "/users/1/recommendations", {"params": {"k": 1001}}, 422, "k"),
     ("get", "/users/1/recommendations", {"params": {"k": "x"}}, 422, "k"),
@@ -130,6 +179,14 @@ def test_new_items_become_recommendable(served):
      "items.0.features.image.0"),
     ("post", "/items", {"json": {"items": [{"id": "x", "features": {
         "image": [1.0] * 8, "text": [0.0] * 5}}]}}, 422, "items[0].id"),
+    # strict types: true is not item 1, "5" is not 5
+    ("post", "/recommendations", {"json": {"history": [True]}}, 422, "history.0"),
+    ("post", "/recommendations", {"json": {"history": [1.0]}}, 422, "history.0"),
+    ("post", "/recommendations", {"json": {"history": [1], "k": "5"}}, 422, "k"),
+    ("post", "/recommendations", {"json": {"history": [1], "k": 5.0}}, 422, "k"),
+    ("post", "/items", {"json": {"items": [{"features": {"image": ["1"] + [0.0] * 7,
+                                                         "text": [0.0] * 5}}]}},
+     422, "items.0.features.image.0"),
 ])
 def test_error_statuses_name_the_field(served, method, path, kw, status, field):
     _, base = served
@@ -140,6 +197,29 @@ def test_error_statuses_name_the_field(served, method, path, kw, status, field):
         assert isinstance(detail, str) and "unknown" in detail
     else:
         assert any(d["field"] == field for d in detail), detail
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"history": [2, NaN]}', "an ID is a string or an integer, got NaN"),
+    (b'{"history": [true]}', "an ID is a string or an integer, got true"),
+    (b'{"history": [null]}', "an ID is a string or an integer, got null"),
+])
+def test_a_bad_history_item_is_one_error(served, content, message):
+    _, base = served
+    r = httpx.post(f"{base}/recommendations", content=content,
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"field": "history.1" if b"NaN" in content else "history.0",
+                                   "message": message}]
+
+
+@pytest.mark.parametrize("path", ["/users/abc/recommendations", "/users/60/recommendations"])
+def test_a_user_that_is_no_index_is_404_naming_the_indices(served, path):
+    _, base = served
+    r = httpx.get(f"{base}{path}")
+    assert r.status_code == 404
+    assert r.json()["detail"].endswith("this dataset has no u_id_map.tsv, so users are "
+                                       "indices 0..59")
 
 
 def test_oversized_body_gets_413(served):
@@ -160,15 +240,27 @@ def test_oversized_body_gets_413(served):
 
 
 def test_id_only_run_refuses_new_items_with_501(tmp_path):
+    """A BPR run whose users have original IDs (u0..u59): new items 501, unknown users
+    404 with examples of the real IDs."""
     root = write_dataset(tmp_path / "d")
+    (root / "u_id_map.tsv").write_text(write_id_map(root, "user", [f"u{i}" for i in range(60)]))
     run = tmp_path / "bpr"
     api.train("bpr", root, overrides=FAST, run_dir=run)
     proc, base = start_server(run)
     try:
+        assert httpx.get(f"{base}/users/u7/recommendations").json()["user"] == "u7"
+        r = httpx.get(f"{base}/users/7/recommendations")
+        assert r.status_code == 404
+        assert r.json()["detail"] == ("unknown user '7': users are the original IDs of "
+                                      "u_id_map.tsv, e.g. 'u0', 'u1', 'u2' (indices are not "
+                                      "accepted where the dataset has an ID map)")
         r = httpx.post(f"{base}/items", json={"items": [{"features": {
             "image": [1.0] * 8, "text": [0.0] * 5}}]})
         assert r.status_code == 501 and "ID-only" in r.json()["detail"]
         r = httpx.post(f"{base}/recommendations", json={"history": [2, 3], "k": 3})
         assert r.status_code == 200 and len(r.json()["items"]) == 3
     finally:
-        assert "Traceback" not in stop(proc)
+        err = stop(proc)
+    assert err.strip() == "stopped" and proc.returncode == 130, err  # Ctrl+C: one line
+    # no access log unless asked for: the start line only
+    assert [line.split(" (run")[0] for line in proc.lines] == ["serving bpr"], proc.lines

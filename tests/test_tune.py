@@ -135,3 +135,37 @@ def test_an_interrupted_trial_is_requeued_and_resumes(tiny_dir, tmp_path):
     requeued = [t for t in study.get_trials() if t.user_attrs.get("requeued_from") == 1]
     assert len(requeued) == 1 and requeued[0].params == {"learning_rate": 0.01}
     assert requeued[0].user_attrs["reused"] is True  # same config: the finished run is reused
+
+
+def test_ctrl_c_says_to_rerun_tune_and_leaves_the_trial_to_requeue(tiny_dir, tmp_path):
+    """Ctrl+C during a trial: one line telling to run `mgnm tune` again (not `train
+    --resume`), and the trial stays RUNNING in the study, which the rerun re-queues."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    space = write_space(tmp_path / "space.yaml", "learning_rate: [0.01]\n")
+    out = tmp_path / "search"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mgnm.cli", "tune", "bpr", "--data", str(tiny_dir), "--space",
+         str(space), "--trials", "1", "--sampler", "grid", "--pruner", "none", "--out", str(out),
+         "--set", "epochs=100000", "--set", "patience=100000", "--set", "batch_size=64"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("trials/*/seed*/checkpoint.pt")):  # a trial is training
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip() == ("interrupted (run the same `mgnm tune` command again to continue "
+                           "the search: the interrupted trial is re-queued and resumes from "
+                           "its checkpoint)")
+    study = optuna.load_study(study_name="mgnm-tune", storage=f"sqlite:///{out / 'study.db'}")
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING"]

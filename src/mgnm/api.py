@@ -19,7 +19,10 @@ from mgnm.data.dataset import Dataset, load_dataset
 from mgnm.datasets import demo_path
 from mgnm.errors import CheckpointError, DataError
 from mgnm.models import Recommender
-from mgnm.predict.predictor import Predictor  # re-exported: api.Predictor
+from mgnm.predict.predictor import (  # re-exported: api.Predictor, api.Recommendation
+    Predictor,
+    Recommendation,
+)
 from mgnm.train import io
 from mgnm.train.config import RunConfig, load_config_file, load_preset, resolve_config
 from mgnm.train.evaluator import Evaluator
@@ -132,21 +135,28 @@ def evaluate_run(
     data: str | Path | Dataset | None = None, device: str = "cpu",
 ) -> dict[str, dict[str, float]]:
     """Metrics of the best model of ``run_dir`` on ``splits``, recomputed from its weights
-    (with the evaluation noise the run drew at its best epoch, so they equal result.json)."""
+    with the evaluation noise the run drew at its best epoch and the run's thread count, so
+    that they equal result.json exactly on the kind of device the run was trained on."""
     run = load_run(run_dir, data, device)
-    ev = Evaluator(run.dataset, ks=run.config.train.topk,
-                   batch_size=run.config.train.eval_batch_size, device=resolve_device(device))
-    return evaluate_model(run.model, ev, splits, run.config.train.seed, run.best_epoch)
+    tc = run.config.train
+    ev = Evaluator(run.dataset, ks=tc.topk, batch_size=tc.eval_batch_size,
+                   device=resolve_device(device))
+    # with the run's thread count, as training evaluated: torch splits a mean over more than
+    # 32,768 users between its threads, and another split rounds the float32 sum differently
+    with isolated_process_state(tc.threads, tc.deterministic):
+        return evaluate_model(run.model, ev, splits, tc.seed, run.best_epoch)
 
 
 def recommend(
     run_dir: str | Path, users: Sequence[int | str], k: int = 10, *,
     exclude_train: bool = True, data: str | Path | Dataset | None = None,
-) -> list[dict[str, Any]]:
-    """Top-``k`` items per user from the best model (see :class:`Predictor` for which items
-    are eligible; training items excluded by default). Users are original IDs where the
-    dataset has ``u_id_map.tsv``, indices otherwise."""
-    return [r.to_dict() for r in Predictor.load(run_dir, data).recommend(users, k, exclude_train)]
+) -> list[Recommendation]:
+    """Top-``k`` items per user from the best model, one :class:`Recommendation` per user
+    (``user``, ``items``, ``scores``, ``titles``; ``to_dict()`` for JSON), as
+    :meth:`Predictor.recommend` answers: this loads the run for one call, a Predictor keeps it
+    for many (see it for which items are eligible; training items excluded by default). Users
+    are original IDs where the dataset has ``u_id_map.tsv``, indices otherwise."""
+    return Predictor.load(run_dir, data).recommend(users, k, exclude_train)
 
 
 def export_embeddings(run_dir: str | Path, path: str | Path,

@@ -18,6 +18,15 @@ from mgnm.cli_track import track, track_kind, track_options, tracking, train_tra
 from mgnm.errors import MgnmError
 
 TOPK_SHOWN = ("recall", "ndcg")
+# the line after Ctrl+C, by command: how to continue where there is a way
+AFTER_INTERRUPT = {
+    "train": "interrupted (continue the run with `mgnm train --resume RUN_DIR`)",
+    "experiment": "interrupted (run the same `mgnm experiment` command again: finished runs "
+                  "are reused and interrupted ones resume)",
+    "tune": "interrupted (run the same `mgnm tune` command again to continue the search: "
+            "the interrupted trial is re-queued and resumes from its checkpoint)",
+    "serve": "stopped",
+}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
@@ -33,7 +42,7 @@ def _metrics_table(title: str, rows: dict[str, dict[str, float]], ks) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table()
     table.add_column("metric")
     for split in rows:
         table.add_column(split, justify="right")
@@ -41,7 +50,10 @@ def _metrics_table(title: str, rows: dict[str, dict[str, float]], ks) -> None:
         for k in ks:
             name = f"{m}@{k}"
             table.add_row(name, *(f"{r.get(name, float('nan')):.4f}" for r in rows.values()))
-    Console().print(table)
+    console = Console()
+    # the title on its own line: as the table's title it wrapped to the narrow table's width
+    console.print(title, markup=False, highlight=False, soft_wrap=True)
+    console.print(table)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -176,11 +188,17 @@ def models(name) -> None:
     from mgnm.models import MODELS, get_model_class
     from mgnm.train.config import describe_keys
 
-    if name is None:
+    if name is None:  # each description whole, wrapped under its own column
+        import shutil
+        import textwrap
+
+        width = max(shutil.get_terminal_size((100, 24)).columns, 60)
         for model, cls in MODELS.items():
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             feats = "features" if cls.needs_features else "IDs only"
-            click.echo(f"{model:10s} [{feats}]  {doc}")
+            head = f"{model:10s} [{feats:8s}]  "
+            click.echo(textwrap.fill(cls.summary(), width, initial_indent=head,
+                                     subsequent_indent=" " * len(head),
+                                     break_on_hyphens=False))
         return
     cls = get_model_class(name)
     for section, rows in describe_keys(cls).items():
@@ -205,8 +223,8 @@ def presets() -> None:
               "u_id_map.tsv, else indices), or @FILE with one per line.")
 @click.option("--all-users", is_flag=True, help="Every user with a training interaction.")
 @click.option("-k", "--k", "k", type=int, default=10, show_default=True)
-@click.option("--output", "-o", type=click.Path(), help="Write a TSV file with a header "
-              "(streamed, atomic) instead of printing.")
+@click.option("--output", "-o", type=click.Path(), help="Write the TSV (header row first) to "
+              "this file (streamed, atomic) instead of printing it.")
 @click.option("--include-train", is_flag=True, help="Do not exclude the users' training items.")
 @click.option("--data", "-d", type=click.Path(), help="Dataset directory, if it moved.")
 def recommend(run_dir, users, all_users, k, output, include_train, data) -> None:
@@ -294,14 +312,17 @@ def evaluate_cold(run_dir, data, reference, content_knn, catalogue, split, weigh
 @click.option("--max-body-kb", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Largest request body accepted (larger: 413).")
 @click.option("--data", "-d", type=click.Path(), help="Dataset directory, if it moved.")
-def serve(run_dir, host, port, max_body_kb, data) -> None:
+@click.option("--access-log", is_flag=True, help="One line per request on stdout (time, "
+              "client, request, status).")
+def serve(run_dir, host, port, max_body_kb, data, access_log) -> None:
     """Serve a run over HTTP (FastAPI + uvicorn; extra `serve`). See docs/serving.md."""
     from mgnm.serve import require_serve_extra
 
     require_serve_extra()
     from mgnm.serve.app import run_server
 
-    run_server(run_dir, host, port, data=data, max_body=max_body_kb * 1024)
+    run_server(run_dir, host, port, data=data, max_body=max_body_kb * 1024,
+               access_log=access_log, echo=click.echo)
 
 
 def _parse_seeds(spec: str) -> list[int]:
@@ -466,8 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {os_error_message(where, exc, 'failed')}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, click.exceptions.Abort):
-        print("interrupted (a run can be continued with `mgnm train --resume RUN_DIR`)",
-              file=sys.stderr)
+        args = sys.argv[1:] if argv is None else argv
+        command = next((a for a in args if not a.startswith("-")), "")
+        print(AFTER_INTERRUPT.get(command, "interrupted"), file=sys.stderr)
         return 130
 
 

@@ -52,7 +52,8 @@ def prepare() -> None:
               "per user and per item, applied until stable.")
 @split_options
 @click.option("--name", help="Dataset name (default: the --out directory's name).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the final 'wrote' line: no "
+              "progress, no per-step counts.")
 def interactions(log_file, out, user, item, time_col, rating, min_rating, fmt, keep, k_core,
                  split, seed, valid_from, test_from, name, quiet) -> None:
     """Turn an interaction log (CSV, TSV or JSON lines, gzip too) into a dataset directory."""
@@ -61,7 +62,7 @@ def interactions(log_file, out, user, item, time_col, rating, min_rating, fmt, k
     record = prepare_interactions(log_file, out, user, item, time_col, rating, min_rating, fmt,
                                   k_core, split, seed, name, quiet, keep=keep,
                                   valid_from=valid_from, test_from=test_from)
-    click.echo(summary(record, Path(out)))
+    click.echo(summary(record, Path(out), steps=not quiet))
 
 
 @prepare.command("amazon")
@@ -82,7 +83,8 @@ def interactions(log_file, out, user, item, time_col, rating, min_rating, fmt, k
 @click.option("--name", help="Dataset name (default: the --out directory's name).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Text encoder batch.")
 @click.option("--device", default="cpu", show_default=True, help="Text encoder device.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the final 'wrote' line: no "
+              "progress, no per-step counts.")
 def amazon(reviews, meta, fmt, image_features, out, no_text, k_core, split, seed, valid_from,
            test_from, name, batch_size, device, quiet) -> None:
     """Amazon review datasets (the paper's 2014 files, the 2018 and 2023 releases)."""
@@ -92,9 +94,10 @@ def amazon(reviews, meta, fmt, image_features, out, no_text, k_core, split, seed
     record = prepare_amazon(reviews, meta, out, image_features, not no_text, k_core, seed, name,
                             batch_size, device, quiet, fmt=fmt, split=split,
                             valid_from=valid_from, test_from=test_from)
-    click.echo(f"Amazon {record['release']} files")
-    click.echo(summary(record, Path(out)))
-    for modality, info in record["features"].items():
+    if not quiet:
+        click.echo(f"Amazon {record['release']} files")
+    click.echo(summary(record, Path(out), steps=not quiet))
+    for modality, info in record["features"].items() if not quiet else ():
         click.echo(f"{modality}_feat.npy: " + ", ".join(f"{k} {v}" for k, v in info.items()))
 
 

@@ -14,6 +14,7 @@ The trainer, sampler and evaluator are shared; a model never reads files.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +44,13 @@ class Recommender(nn.Module):
     train_defaults: ClassVar[dict[str, Any]] = {}
     #: the reference hyperparameter grid (docs/baselines.md), as lists per key
     grid: ClassVar[dict[str, list]] = {}
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first paragraph of the class docstring on one line, without RST's double
+        backquotes (what ``mgnm models`` shows)."""
+        first = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0]
+        return " ".join(first.split()).replace("``", "")
 
     def __init__(self, config: ModelConfig, inputs: ModelInputs) -> None:
         super().__init__()

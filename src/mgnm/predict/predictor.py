@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from mgnm.data.dataset import Dataset
-from mgnm.data.idmap import IdMap
+from mgnm.data.idmap import MAP_FILES, IdMap
 from mgnm.errors import DataError
 from mgnm.predict.placement import Placement, Trained, build_placement
 from mgnm.train.evaluator import recommend_topk
@@ -72,6 +72,19 @@ def _as_index(x: Any) -> int | None:
     if isinstance(x, str) and x.strip().lstrip("-").isdigit():
         return int(x.strip())
     return None
+
+
+def unknown_id_message(kind: str, given: Any, id_map: IdMap | None, n: int) -> str:
+    """``unknown user '0'`` with what this dataset's IDs look like (a few real ones)."""
+    if id_map is None:
+        shown = repr(given) if isinstance(given, str) else str(given)
+        return (f"unknown {kind} {shown}: this dataset has no {MAP_FILES[kind]}, so {kind}s "
+                f"are indices 0..{n - 1}")
+    examples = ", ".join(repr(x) for x in id_map.original[:3])
+    hint = " (indices are not accepted where the dataset has an ID map)" \
+        if _as_index(given) is not None else ""
+    return (f"unknown {kind} {str(given)!r}: {kind}s are the original IDs of "
+            f"{MAP_FILES[kind]}, e.g. {examples}{hint}")
 
 
 def check_k(k: int, field: str = "k") -> int:
@@ -162,20 +175,20 @@ class Predictor:
 
     def _indices(self, ids: Sequence[Any], kind: str, id_map: IdMap | None, n: int,
                  field: str) -> np.ndarray:
-        if id_map is not None:
+        if id_map is not None:  # original IDs only: "2" may be both an ID and an index
             try:
                 return id_map.index_of(str(x) for x in ids)
             except KeyError as exc:
-                raise UnknownIdError(f"unknown {kind} {exc.args[0]!r}") from None
+                raise UnknownIdError(unknown_id_message(kind, exc.args[0], id_map, n)) \
+                    from None
         out = []
         for x in ids:
             v = _as_index(x)
-            if v is None:
+            if v is None and not isinstance(x, str):
                 raise RequestError(field, f"{kind} ID {x!r} is not an integer index (the "
                                           f"dataset has no {kind} ID map)")
-            if not 0 <= v < n:
-                raise UnknownIdError(f"unknown {kind}: {kind} {v} is out of range (the "
-                                     f"dataset has {kind}s 0..{n - 1})")
+            if v is None or not 0 <= v < n:
+                raise UnknownIdError(unknown_id_message(kind, x, None, n))
             out.append(v)
         return np.asarray(out, dtype=np.int64)
 
@@ -260,7 +273,8 @@ class Predictor:
 
     @torch.no_grad()
     def fold_in(self, history: Sequence[Any]) -> torch.Tensor:
-        """The embedding of a new user with these items (original IDs or indices)."""
+        """The embedding of a new user with these items (original IDs where the dataset
+        has an item map, else indices)."""
         idx = self.history_indices(history)
         return self.placement.fold_in(torch.as_tensor(idx)).float()
 
@@ -346,12 +360,11 @@ def write_recommendations(predictor: Predictor, path: str | Path, k: int,
     if users is None:
         users = np.flatnonzero(predictor.has_train)
     path = Path(path)
-    titled = predictor.item_titles(np.zeros(1, dtype=np.int64)) is not None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     n = 0
     try:
         with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            f.write("user\trank\titem\tscore" + ("\ttitle" if titled else "") + "\n")
+            f.write(tsv_header(predictor) + "\n")
             for batch in predictor.iter_recommend(users, k, exclude_seen):
                 f.write(format_rows(batch))
                 n += len(batch)
@@ -370,6 +383,12 @@ def write_recommendations(predictor: Predictor, path: str | Path, k: int,
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
+
+
+def tsv_header(predictor: Predictor) -> str:
+    """The column names of :func:`format_rows`' lines: ``user, rank, item, score[, title]``."""
+    titled = predictor.item_titles(np.zeros(1, dtype=np.int64)) is not None
+    return "user\trank\titem\tscore" + ("\ttitle" if titled else "")
 
 
 def format_rows(batch: list[Recommendation]) -> str:

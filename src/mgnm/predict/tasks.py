@@ -13,6 +13,7 @@ from mgnm.predict.predictor import (
     RequestError,
     check_k,
     format_rows,
+    tsv_header,
     write_recommendations,
 )
 
@@ -51,7 +52,8 @@ def recommend_command(run_dir: str | Path, users: str | None, all_users: bool, k
     if output is not None:
         n = write_recommendations(predictor, output, k, idx, exclude_seen)
         echo(f"wrote {n} users' top-{k} lists to {output}")
-    else:
+    else:  # the same header as the file's
+        echo(tsv_header(predictor))
         for batch in predictor.iter_recommend(idx, k, exclude_seen):
             echo(format_rows(batch).rstrip("\n"))
     skipped = predictor.n_users - idx.size if ids is None else 0

@@ -314,10 +314,10 @@ def prepare_interactions(path: str | Path, out: str | Path, user: str, item: str
     return record
 
 
-def summary(record: dict[str, Any], out: Path) -> str:
-    """One line per step and the result, for the command line."""
+def summary(record: dict[str, Any], out: Path, steps: bool = True) -> str:
+    """One line per step (unless ``steps`` is false) and the result, for the command line."""
     lines = []
-    for s in record["steps"]:
+    for s in record["steps"] if steps else ():
         detail = ", ".join(f"{k} {v:,}" for k, v in s.items() if k != "step")
         lines.append(f"{s['step']:>14}: {detail}")
     r = record["result"]

@@ -9,6 +9,10 @@ class MissingExtraError(MgnmError):
     """An optional dependency is not installed."""
 
 
+class ServeError(MgnmError):
+    """The server cannot start (for example its port is taken)."""
+
+
 def require_serve_extra() -> None:
     """One clear line when FastAPI or uvicorn is missing."""
     try:

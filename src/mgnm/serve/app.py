@@ -7,29 +7,48 @@
   ``{"items": [new ids]}``; recommendable from the next request on.
 
 Statuses: 404 for an unknown user or item (and for a user without training rows), 422 for a
-malformed body, a bad ``k`` (1..1000) or wrong feature dimensions, with the field named in
-``detail``; 413 for a body over the size limit; 501 when the run's model has no method for
-the request (an ID-only model asked for new items). Bodies are parsed as JSON by pydantic:
-nothing is unpickled or evaluated.
+malformed body, a value of the wrong type (strict: an ID is a JSON string or integer, ``k`` an
+integer, features numbers), a bad ``k`` (1..1000) or wrong feature dimensions, with the field
+named in ``detail``, one error per bad value; 413 for a body over the size limit; 501 when
+the run's model has no method for the request (an ID-only model asked for new items).
+Bodies are parsed as JSON by pydantic: nothing is unpickled or evaluated.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import socket
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from pydantic_core import PydanticCustomError
 
 from mgnm.predict.placement import UnsupportedError
 from mgnm.predict.predictor import MAX_K, Predictor, RequestError, UnknownIdError
+from mgnm.serve import ServeError
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-ItemId = str | int
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # 1 and 1.5, not "1"
+
+
+def _one_id(value: Any) -> Any:
+    """A JSON string or integer, and one error for anything else (``true`` is not item 1,
+    and NaN is not two errors, one per member of ``str | int``)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        shown = {dict: "an object", list: "an array"}.get(type(value)) or \
+            json.dumps(value)[:40]
+        raise PydanticCustomError("item_id", "an ID is a string or an integer, got {shown}",
+                                  {"shown": shown})
+    return value
+
+
+ItemId = Annotated[StrictStr | StrictInt, BeforeValidator(_one_id)]
 
 
 class _Strict(BaseModel):
@@ -38,7 +57,7 @@ class _Strict(BaseModel):
 
 class HistoryRequest(_Strict):
     history: list[ItemId] = Field(min_length=1, max_length=10_000)
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: int = Field(10, ge=1, le=MAX_K, strict=True)  # 5, not "5" or 5.0
 
 
 class NewItem(_Strict):
@@ -167,10 +186,60 @@ def create_app(predictor: Predictor, max_body: int = DEFAULT_MAX_BODY) -> FastAP
     return app
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` as uvicorn binds one (``SO_REUSEADDR``), so that a
+    taken port or an unknown host is one line before the model is loaded, not after."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _log_config(access_log: bool) -> dict[str, Any]:
+    """uvicorn's logging with its own messages at WARNING and, with ``access_log``, one line
+    per request (time, client, request line, status)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["access"]["fmt"] = \
+        '%(asctime)s %(client_addr)s "%(request_line)s" %(status_code)s'
+    for name in ("uvicorn", "uvicorn.error"):
+        config["loggers"][name]["level"] = "WARNING"
+    config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
+    return config
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def run_server(run_dir: str, host: str = "127.0.0.1", port: int = 8000, *,
-               data: str | None = None, max_body: int = DEFAULT_MAX_BODY) -> None:
-    """Load ``run_dir`` once and serve it with uvicorn until interrupted."""
+               data: str | None = None, max_body: int = DEFAULT_MAX_BODY,
+               access_log: bool = False, echo: Callable[[str], None] = print) -> None:
+    """Take ``host:port`` (a busy port fails here, before the load), load ``run_dir`` once,
+    say where it is served and serve it with uvicorn until interrupted."""
     import uvicorn
 
-    predictor = Predictor.load(run_dir, data)
-    uvicorn.run(create_app(predictor, max_body), host=host, port=port, log_level="warning")
+    sock = listen_socket(host, port)
+    try:
+        predictor = Predictor.load(run_dir, data)
+        info = predictor.info()
+        echo(f"serving {info['model']} (run {run_dir}: {info['n_users']:,} users, "
+             f"{info['n_items']:,} items) on {url_of(sock)} (Ctrl+C to stop)")
+        config = uvicorn.Config(create_app(predictor, max_body), log_level=None,
+                                log_config=_log_config(access_log), access_log=access_log)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -31,9 +31,10 @@ class PlainProgress(Callback):
 
     def on_start(self, info: dict[str, Any]) -> None:
         where = f" -> {info['run_dir']}" if info.get("run_dir") else ""
+        threads = info.get("threads", "?")
         print(f"training {info['model']} on {info['dataset']} ({info['device']}, "
-              f"{info.get('threads', '?')} threads, {info['params']:,} parameters, "
-              f"{info['n_batches']} batches/epoch){where}",
+              f"{threads} thread{'' if threads == 1 else 's'}, {info['params']:,} parameters, "
+              f"{info['n_batches']} batch{'' if info['n_batches'] == 1 else 'es'}/epoch){where}",
               file=self.stream, flush=True)
 
     def on_epoch(self, record: EpochRecord) -> None:
