@@ -17,7 +17,7 @@ import torch
 
 from mgnm import api
 from mgnm.models import MODELS
-from mgnm.predict.neighbours import ContentIndex, borrow, calibrate, softmax_weights
+from mgnm.models.neighbours import ContentIndex, borrow, calibrate, softmax_weights
 from mgnm.predict.predictor import Predictor
 
 PLACING = [name for name, cls in MODELS.items() if cls.needs_features]

@@ -12,8 +12,8 @@ from conftest import write_dataset
 
 from mgnm import api
 from mgnm.data.idmap import write_id_map
+from mgnm.errors import UnsupportedError
 from mgnm.models import MODELS
-from mgnm.predict.placement import UnsupportedError
 from mgnm.predict.predictor import Predictor, RequestError, UnknownIdError
 
 FAST = {"epochs": 2, "batch_size": 64, "patience": 100, "device": "cpu", "topk": [5, 10],
@@ -134,6 +134,47 @@ def test_graph_fold_in_of_a_training_user_is_its_row_without_ego(name, trained):
                 expect = model.predictor(expect)
             torch.testing.assert_close(pred.fold_in(hist.tolist()), expect, rtol=1e-4,
                                        atol=1e-5)
+
+
+def own_rows(name: str, model, u: int):
+    """What a model knows of training user ``u`` beyond its history (the ``ego`` of fold-in)."""
+    if name == "dualgnn":
+        ego = {"preference": {m: model.preference[m][u] for m in model.modalities},
+               "neighbours": (model.sample_index[u], model.sample_weight[u])}
+        if len(model.modalities) > 1:
+            ego["fusion"] = model.fusion[u]
+        return ego
+    if name == "mmgcn":
+        return {"preference": {m: model.user_preference(m)[u] for m in model.modalities},
+                "id": model.id_emb[u]}
+    return model.user_emb[u]
+
+
+GRAPH_FOLD_IN = ["lightgcn", "freedom", "bm3", "mgnm", "lgmrec", "lattice", "mgcn", "dualgnn",
+                 "mmgcn"]
+
+
+@pytest.mark.parametrize("name", GRAPH_FOLD_IN)
+def test_fold_in_with_the_users_own_rows_is_its_trained_row(name, trained):
+    """Every graph model's fold-in is its own forward for one new row of its graph: given a
+    training user's history and its own ID rows (and DualGNN's sampled neighbours), it must
+    give that user's trained row (MGNM with its purifier on; LGMRec without evaluation noise)."""
+    over = {"alpha": 0.3, "eval_gumbel": False} if name == "lgmrec" else {}
+    run = api.load_run(trained(name, **over))
+    pred = Predictor.from_run(run)
+    model = run.model
+    if name == "mgnm":
+        assert model.config.purifier
+    model.eval()
+    with torch.no_grad():
+        users, _ = model.final_embeddings()
+        for u in (0, 13, 58):
+            hist = torch.as_tensor(run.dataset.train.items[run.dataset.train.users == u])
+            got = pred.placement.fold_in(hist, own_rows(name, model, u))
+            torch.testing.assert_close(got, users[u], rtol=1e-4, atol=1e-5)
+            # a new user (no own rows) gets a finite row of the same width
+            new = pred.fold_in(hist.tolist())
+            assert new.shape == users[u].shape and torch.isfinite(new).all()
 
 
 @pytest.mark.parametrize("name", ["bpr", "vbpr"])

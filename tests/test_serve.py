@@ -264,3 +264,23 @@ def test_id_only_run_refuses_new_items_with_501(tmp_path):
     assert err.strip() == "stopped" and proc.returncode == 130, err  # Ctrl+C: one line
     # no access log unless asked for: the start line only
     assert [line.split(" (run")[0] for line in proc.lines] == ["serving bpr"], proc.lines
+
+
+@pytest.mark.parametrize("name", ["mmgcn", "dualgnn", "lattice", "mgcn"])
+def test_every_multimodal_model_serves_new_users_and_new_items(name, tmp_path):
+    root = write_dataset(tmp_path / "d")
+    run = tmp_path / name
+    api.train(name, root, overrides=FAST, run_dir=run)
+    proc, base = start_server(run)
+    try:
+        health = httpx.get(f"{base}/health").json()
+        assert health["fold_in"] and health["cold_items"] and "tau" in health["cold_items"]
+        feats = {"image": [0.0, 1.0] + [0.0] * 6, "text": [0.0, 1.0, 0, 0, 0]}
+        r = httpx.post(f"{base}/items", json={"items": [{"features": feats}]})
+        assert r.status_code == 200, r.text
+        r = httpx.post(f"{base}/recommendations", json={"history": [1, 4, 9], "k": 5})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["items"]) == 5 and not {1, 4, 9} & set(r.json()["items"])
+    finally:
+        err = stop(proc)
+    assert "Traceback" not in err, err

@@ -39,3 +39,8 @@ def os_error_message(path: object, exc: OSError, action: str = "cannot write") -
 
 class TrainingError(MgnmError):
     """Training cannot continue (for example a loss that became NaN)."""
+
+
+class UnsupportedError(MgnmError):
+    """The run's model has no method for the requested placement of a new user or item
+    (HTTP 501)."""

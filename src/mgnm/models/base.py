@@ -7,7 +7,9 @@ and its typed config, and exposes
   every term under its own name (logged per epoch);
 - ``embeddings() -> (user_emb, item_emb)``: the final tables, scored by dot product
   (called once per evaluation pass, in eval mode, without gradient);
-- ``pre_epoch(epoch)``: per-epoch work (edge pruning, neighbour sampling), optional.
+- ``pre_epoch(epoch)``: per-epoch work (edge pruning, neighbour sampling), optional;
+- ``placement_class``: how it places a new user from a history and a new item from its
+  features (:mod:`mgnm.models.placement`; by default: it cannot).
 
 The trainer, sampler and evaluator are shared; a model never reads files.
 """
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from mgnm.data.inputs import ModelInputs
+from mgnm.models.placement import IDOnly, Placement
 
 
 class ModelConfig(BaseModel):
@@ -44,6 +47,8 @@ class Recommender(nn.Module):
     train_defaults: ClassVar[dict[str, Any]] = {}
     #: the reference hyperparameter grid (docs/baselines.md), as lists per key
     grid: ClassVar[dict[str, list]] = {}
+    #: how a trained model of this class places new users and new items
+    placement_class: ClassVar[type[Placement]] = IDOnly
 
     @classmethod
     def summary(cls) -> str:

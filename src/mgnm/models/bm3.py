@@ -18,6 +18,16 @@ from mgnm.data.graphs import bipartite_layer_mean
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
+from mgnm.models.lightgcn import LightGCNPlacement
+
+
+class BM3Placement(LightGCNPlacement):
+    """A new user: the LightGCN fold-in of the trained item layers, through BM3's predictor."""
+
+    fold_in_method = "predictor of the normalised aggregation of the trained item layers, no ego"
+
+    def fold_in(self, items, ego=None):
+        return self.model.predictor(super().fold_in(items, ego))
 
 
 class BM3Config(ModelConfig):
@@ -52,6 +62,7 @@ class BM3(Recommender):
     name = "bm3"
     Config = BM3Config
     needs_features = True
+    placement_class = BM3Placement
     uses_negatives = False
     grid = {"n_layers": [1, 2], "dropout": [0.3, 0.5], "reg_weight": [0.1, 0.01]}
 

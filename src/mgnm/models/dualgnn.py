@@ -20,6 +20,7 @@ from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.losses import bpr_loss
+from mgnm.models.placement import Placement, fold_in_layers, item_layers
 
 
 class DualGNNConfig(ModelConfig):
@@ -63,6 +64,62 @@ def sample_user_neighbours(
     return index, weights
 
 
+class DualGNNPlacement(Placement):
+    """A new user, by DualGNN's own maths with nothing of the user's own rows:
+
+    - per modality ``Z_m[u] = sum_{l=0..L} h^l``, ``h^0 = nrm(P_m[u])`` = 0 (no ego),
+      ``h^l = sum_{i in H} h_i^(l-1) / sqrt(|H| d_i)`` from the trained item layers;
+    - the fusion weights ``W_U[u]``: the mean of the trained users' rows;
+    - the user graph: the ``user_neighbors`` training users who share most items with the
+      history (ties by index), weighted by the softmax of those counts, as DualGNN weights a
+      sampled neighbour.
+
+    ``ego`` (to check the maths on a training user): ``{"preference": {m: P_m[u]},
+    "fusion": W_U[u], "neighbours": (indices, weights)}``; with the user's own rows and the
+    epoch's sample this is its trained row, exactly."""
+
+    fold_in_method = "per-modality sum of hops from the trained item layers (no ego), mean " \
+                     "fusion weights, user graph from the users who share most items"
+
+    def __init__(self, model, trained) -> None:
+        self.layers = {}
+        for m, x in zip(model.modalities, model.modality_inputs(), strict=True):
+            self.layers[m] = item_layers(x[: model.n_users], x[model.n_users:], model.adj,
+                                         model.config.n_layers)
+        zs = model.modality_outputs()
+        self.users = model.fuse_users([z[: model.n_users] for z in zs])  # Y before the graph
+        self.mean_fusion = model.fusion.mean(0) if len(model.modalities) > 1 else None
+        order = torch.argsort(torch.as_tensor(trained.train_items), stable=True)
+        self.item_users = torch.as_tensor(trained.train_users)[order]
+        self.item_ptr = torch.searchsorted(torch.as_tensor(trained.train_items)[order],
+                                           torch.arange(model.n_items + 1))
+        super().__init__(model, trained)
+
+    def neighbours(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        users = torch.cat([self.item_users[self.item_ptr[i]:self.item_ptr[i + 1]]
+                           for i in items.tolist()])
+        counts = torch.bincount(users, minlength=self.model.n_users).float()
+        k = min(self.model.config.user_neighbors, int((counts > 0).sum()))
+        if k == 0:
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0)
+        top = torch.sort(-counts, stable=True).indices[:k]  # most shared items, ties by index
+        return top, torch.softmax(counts[top], dim=0)
+
+    @torch.no_grad()
+    def fold_in(self, items, ego=None):
+        model, ego = self.model, ego or {}
+        w = self.sym_weights(items)
+        parts = []
+        for m in model.modalities:
+            pref = ego.get("preference", {}).get(m)
+            x0 = None if pref is None else l2_normalize(pref.unsqueeze(0))[0]
+            parts.append(sum(fold_in_layers(self.layers[m], items, w, x0)).unsqueeze(0))
+        fusion = ego.get("fusion", self.mean_fusion)
+        y = model.fuse_users(parts, None if fusion is None else fusion.unsqueeze(0))[0]
+        idx, weights = ego.get("neighbours") or self.neighbours(items)
+        return y + weights @ self.users[idx]
+
+
 class DualGNN(Recommender):
     """Per modality ``X_m = nrm([P_m ; MLP_m(F_m)])``, ``Z_m = sum_{l=0..L} A^l X_m``;
     items ``Z_I = sum_m Z_m[items]``; users ``Y = sum_m W_U[:, m] Z_m[users]`` (one modality:
@@ -86,6 +143,7 @@ class DualGNN(Recommender):
     name = "dualgnn"
     Config = DualGNNConfig
     needs_features = True
+    placement_class = DualGNNPlacement
     grid = {"learning_rate": [0.1, 0.01, 1e-3, 1e-4, 1e-5],
             "reg_weight": [0.1, 0.01, 1e-3, 1e-4, 1e-5]}
 
@@ -156,11 +214,15 @@ class DualGNN(Recommender):
                                         device=self.sample_weight.device, fmt=self.adj.requested_fmt)
         return self._user_graph
 
+    def modality_inputs(self) -> list[torch.Tensor]:
+        """``X_m = nrm([P_m ; MLP_m(F_m)])`` per modality."""
+        return [l2_normalize(torch.cat([self.preference[m], self.mlp[m](self.features[m])]))
+                for m in self.modalities]
+
     def modality_outputs(self) -> list[torch.Tensor]:
-        """``Z_m = sum_{l=0..L} A^l nrm([P_m ; MLP_m(F_m)])`` per modality (the sum of hops)."""
+        """``Z_m = sum_{l=0..L} A^l X_m`` per modality (the sum of hops)."""
         out = []
-        for m in self.modalities:
-            x = l2_normalize(torch.cat([self.preference[m], self.mlp[m](self.features[m])]))
+        for x in self.modality_inputs():
             z, h = x, x
             for _ in range(self.config.n_layers):
                 h = self.adj @ h
@@ -171,18 +233,24 @@ class DualGNN(Recommender):
     def forward_all(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(Y', Z_I)``."""
         zs = self.modality_outputs()
-        parts = [z[: self.n_users] for z in zs]
         items = zs[0][self.n_users:]
         for z in zs[1:]:
             items = items + z[self.n_users:]
-        if len(parts) == 1:
-            y = parts[0]
-        else:
-            if self.alias is not None:
-                parts[self.modalities.index(self.alias)] = sum(parts[1:], parts[0])
-            y = sum((self.fusion[:, m:m + 1] * p for m, p in enumerate(parts)))
+        y = self.fuse_users([z[: self.n_users] for z in zs])
         y = y + self.user_graph() @ y
         return y, items
+
+    def fuse_users(self, parts: list[torch.Tensor],
+                   fusion: torch.Tensor | None = None) -> torch.Tensor:
+        """``Y = sum_m W_U[:, m] Z_m[users]`` for rows ``parts`` (one per modality) with
+        fusion rows ``fusion`` (default: every user's ``W_U``); one modality: ``Z_m``."""
+        if len(parts) == 1:
+            return parts[0]
+        parts = list(parts)
+        if self.alias is not None:
+            parts[self.modalities.index(self.alias)] = sum(parts[1:], parts[0])
+        fusion = self.fusion if fusion is None else fusion
+        return sum((fusion[:, m:m + 1] * p for m, p in enumerate(parts)))
 
     def loss(self, users, pos_items, neg_items):
         y, items = self.forward_all()

@@ -25,7 +25,16 @@ from mgnm.data.graphs import (
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
+from mgnm.models.lightgcn import LightGCNPlacement
 from mgnm.models.losses import bpr_loss
+
+
+class FREEDOMPlacement(LightGCNPlacement):
+    """Users are FREEDOM's LightGCN part alone (the item graph acts on items only)."""
+
+    @staticmethod
+    def backbone(model):
+        return model.norm_adj, model.config.n_ui_layers
 
 
 class FREEDOMConfig(ModelConfig):
@@ -102,6 +111,7 @@ class FREEDOM(Recommender):
     name = "freedom"
     Config = FREEDOMConfig
     needs_features = True
+    placement_class = FREEDOMPlacement
     grid = {"dropout": [0.8, 0.9], "reg_weight": [0.0, 1e-5, 1e-4, 1e-3]}
 
     def __init__(self, config: FREEDOMConfig, inputs: ModelInputs) -> None:

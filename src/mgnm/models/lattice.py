@@ -26,6 +26,7 @@ from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.losses import bpr_loss, squared_reg
+from mgnm.models.placement import Placement, fold_in_layers, item_layers
 
 
 class LATTICEConfig(ModelConfig):
@@ -44,6 +45,29 @@ class LATTICEConfig(ModelConfig):
         False, description="on the batches that reuse G, give T_m, F~_m and the modality logits "
                            "zero gradients instead of none, as MMRec's zero_grad() did before "
                            "PyTorch 2.0 (Adam then keeps moving them on momentum)")
+
+
+class LATTICEPlacement(Placement):
+    """A new user: LATTICE's users are the LightGCN layer mean on ``D~^-1 (A + I)``, so a new
+    row of that graph gives ``e_u^l = (e_u^(l-1) + sum_{i in H} e_i^(l-1)) / (|H| + 1)`` from
+    the trained item layers, ``e_u^0`` = 0 (no ego); with a training user's ego row this is
+    its trained row, exactly."""
+
+    fold_in_method = "layer mean over a new row of D~^-1 (A + I) from the trained item " \
+                     "layers, no ego embedding"
+
+    def __init__(self, model, trained) -> None:
+        self.item_layers = item_layers(model.user_emb, model.item_emb, model.adj,
+                                       model.config.n_ui_layers)
+        super().__init__(model, trained)
+
+    def fold_in(self, items, ego=None):
+        if not self.item_layers and ego is None:
+            return super().fold_in(items)  # refuses: the row would be the unknown ego alone
+        share = 1.0 / (items.numel() + 1)
+        weights = torch.full((items.numel(),), share)
+        layers = fold_in_layers(self.item_layers, items, weights, ego, self_weight=share)
+        return sum(layers) / len(layers)
 
 
 class LATTICE(Recommender):
@@ -75,6 +99,7 @@ class LATTICE(Recommender):
     name = "lattice"
     Config = LATTICEConfig
     needs_features = True
+    placement_class = LATTICEPlacement
     train_defaults = {"lr_decay": 0.96, "lr_decay_epochs": 50}
     grid = {"reg_weight": [0.0, 1e-5, 1e-4, 1e-3], "learning_rate": [1e-4, 5e-4, 1e-3, 5e-3]}
 

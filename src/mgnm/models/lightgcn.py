@@ -10,6 +10,29 @@ from mgnm.data.graphs import bipartite_layer_mean, bipartite_layers_rows, layer_
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.losses import batch_norm_reg, bpr_loss
+from mgnm.models.placement import Placement, item_layers
+
+
+class LightGCNPlacement(Placement):
+    """A new user: LightGCN's layer mean over a new row of the normalised graph, from the
+    trained item layers, with no ego embedding: ``e_u^l = sum_{i in H} e_i^(l-1) /
+    sqrt(|H| d_i)``, row ``sum_{l=1..L} e_u^l / (L + 1)``. For a training user's own history
+    (and its ego row) this is its trained row, exactly. Subclasses name their backbone."""
+
+    fold_in_method = "normalised aggregation of the trained item layers, no ego embedding"
+
+    def __init__(self, model, trained) -> None:
+        adj, n_layers = self.backbone(model)
+        self.item_layers = item_layers(model.user_emb, model.item_emb, adj, n_layers)
+        super().__init__(model, trained)
+
+    @staticmethod
+    def backbone(model):
+        """The model's whole normalised bipartite graph and its layer count."""
+        return model.adj, model.config.n_layers
+
+    def fold_in(self, items, ego=None):
+        return self.lightgcn_fold_in(self.item_layers, items, ego)
 
 
 class LightGCNConfig(ModelConfig):
@@ -23,6 +46,7 @@ class LightGCN(Recommender):
     name = "lightgcn"
     Config = LightGCNConfig
     grid = {"n_layers": [1, 2, 3, 4], "reg_weight": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}
+    placement_class = LightGCNPlacement
 
     def __init__(self, config: LightGCNConfig, inputs: ModelInputs) -> None:
         super().__init__(config, inputs)

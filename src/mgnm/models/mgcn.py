@@ -21,6 +21,7 @@ from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.losses import bpr_loss, info_nce, squared_reg
+from mgnm.models.placement import Placement, item_layers
 
 
 class MGCNConfig(ModelConfig):
@@ -44,6 +45,28 @@ class MGCNViews(NamedTuple):
     content: torch.Tensor  # C, the ID view
 
 
+class MGCNPlacement(Placement):
+    """A new user: the content view ``C_u`` as LightGCN's fold-in (no ego), each modality's
+    user row ``U_m = sum_{i in H} I_m[i] / sqrt(|H| d_i)`` (a new row of ``R``), then MGCN's
+    own attention and fusion of the views; with a training user's ego row this is its trained
+    row, exactly."""
+
+    fold_in_method = "content view as LightGCN's fold-in (no ego), modality views from a new " \
+                     "row of R, MGCN's attention and fusion"
+
+    def __init__(self, model, trained) -> None:
+        self.item_layers = item_layers(model.user_emb, model.item_emb, model.adj,
+                                       model.config.n_ui_layers)
+        self.modal_items = model.modal_items()
+        super().__init__(model, trained)
+
+    def fold_in(self, items, ego=None):
+        content = self.lightgcn_fold_in(self.item_layers, items, ego)
+        w = self.sym_weights(items)
+        modal = torch.stack([(w @ m[items]).unsqueeze(0) for m in self.modal_items])
+        return self.model.fuse_views(content.unsqueeze(0), modal).final[0]
+
+
 class MGCN(Recommender):
     """MGCN, generalised to any number of modalities ``M``.
 
@@ -62,6 +85,7 @@ class MGCN(Recommender):
     name = "mgcn"
     Config = MGCNConfig
     needs_features = True
+    placement_class = MGCNPlacement
     train_defaults = {"lr_decay": 0.96, "lr_decay_epochs": 50}
     grid = {"cl_weight": [0.001, 0.01, 0.1]}
 
@@ -86,24 +110,32 @@ class MGCN(Recommender):
             for m, f in inputs.features.items()
         }
 
+    def modal_items(self) -> list[torch.Tensor]:
+        """``I_m = S_m^{L_ii} Edot_m`` per modality (steps 2-3)."""
+        out = []
+        for m in self.features.names:
+            items = self.item_emb * torch.sigmoid(
+                self.purifier_gates[m](self.projections[m](self.features[m])))
+            for _ in range(self.config.n_layers):
+                items = self.item_graphs[m] @ items
+            out.append(items)
+        return out
+
     def views(self) -> MGCNViews:
         cfg = self.config
         content = layer_mean(torch.cat([self.user_emb, self.item_emb]), self.adj, cfg.n_ui_layers)
-        modal = []
-        for m in self.features.names:
-            purified = self.item_emb * torch.sigmoid(
-                self.purifier_gates[m](self.projections[m](self.features[m])))
-            items = purified
-            for _ in range(cfg.n_layers):
-                items = self.item_graphs[m] @ items
-            modal.append(torch.cat([self.user_item @ items, items]))
-        e = torch.stack(modal)  # (|M|, N, d)
-        alpha = torch.softmax(self.query(e), dim=0)  # (|M|, N, 1): softmax over modalities
-        common = (alpha * e).sum(0)
+        modal = torch.stack([torch.cat([self.user_item @ items, items])
+                             for items in self.modal_items()])  # (|M|, N, d)
+        return self.fuse_views(content, modal)
+
+    def fuse_views(self, content: torch.Tensor, modal: torch.Tensor) -> MGCNViews:
+        """Steps 4-6 for any set of rows: ``content`` (n x d), ``modal`` (|M| x n x d)."""
+        alpha = torch.softmax(self.query(modal), dim=0)  # (|M|, n, 1): softmax over modalities
+        common = (alpha * modal).sum(0)
         side = common
         for k, m in enumerate(self.features.names):
-            side = side + torch.sigmoid(self.preference_gates[m](content)) * (e[k] - common)
-        side = side / (len(modal) + 1)
+            side = side + torch.sigmoid(self.preference_gates[m](content)) * (modal[k] - common)
+        side = side / (modal.shape[0] + 1)
         return MGCNViews(content + side, side, content)
 
     def loss(

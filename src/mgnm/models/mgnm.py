@@ -35,6 +35,8 @@ from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.losses import batch_norm_reg, bpr_loss, contrast_all, contrast_all_lowrank
+from mgnm.models.neighbours import borrow
+from mgnm.models.placement import Placement
 
 
 class MGNMConfig(ModelConfig):
@@ -153,6 +155,85 @@ def adaptive_ddr(layers: list[torch.Tensor]) -> torch.Tensor:
     return (mu * c).sum()
 
 
+class MGNMPlacement(Placement):
+    """New users and new items by MGNM's own fusion (eqs. 8, 15, 17) of what each part can
+    know without the user's or item's own trained rows:
+
+    - fold-in: the CGE layers as LightGCN's fold-in (eq. 2-3, no ego); each modality's last
+      MGE layer aggregated the same way from the trained item layer ``K - 1`` (``K = 0``: the
+      mean of the history's projected features, eq. 5); hyperedges ``H_u = sum_{i in H} H_i``
+      (eq. 12) against the trained ``Lambda``, softmax assignments (no Gumbel noise, also for
+      LGMRec). With a training user's ego row this is its trained row, exactly;
+    - a new item: what interactions made (the CGE layer mean, each last MGE layer) borrowed
+      from its content neighbours; the global part from its own hyperedge logits (eq. 11).
+    """
+
+    fold_in_method = "eq. 3 layer mean of the trained CGE item layers with no ego; MGE last " \
+                     "layer aggregated likewise; hyperedges H_u = sum of the history's H_i"
+    cold_method = "what interactions made, borrowed from the nearest trained items by " \
+                  "content: the CGE layer mean (eq. 3) and each modality's last MGE layer " \
+                  "(eq. 7); the global part from the item's own hyperedge logits (eq. 11; " \
+                  "MGNM's purifier gates the borrowed ego row) against the trained Lambda"
+
+    def __init__(self, model, trained) -> None:
+        cfg = model.config
+        out = model.forward_all(training=False)
+        self.cge_items = [i for _, i in out.cge_layers[: cfg.n_ui_layers]]
+        self.id_items = layer_means(out.cge_layers)[1]
+        k = cfg.n_mm_layers
+        self.mge_items = {m: layers[k - 1][1] if k > 0 else layers[0][1]
+                          for m, layers in out.mge_layers.items()}  # what a user's layer K reads
+        self.mge_last = {m: layers[-1][1] for m, layers in out.mge_layers.items()}  # eq. 8's
+        self.ego_items = model.item_emb.detach()
+        self.logits: dict[str, torch.Tensor] = {}
+        self.lam: dict[str, torch.Tensor] = {}
+        if cfg.alpha > 0:  # Lambda from noise-free assignments (softmax), also for LGMRec
+            for m in model.modalities:
+                h_i = model.hyperedge_logits(m)
+                a_i = torch.softmax(h_i / cfg.hyper_temperature, dim=1)
+                z = self.id_items
+                for _ in range(cfg.n_hyper_layers):  # eqs. 13-14
+                    lam = a_i.T @ z
+                    z = a_i @ lam
+                self.logits[m], self.lam[m] = h_i, lam
+        super().__init__(model, trained)
+
+    def _global(self, local: torch.Tensor, logits: list[torch.Tensor]) -> torch.Tensor:
+        """Eqs. 13-17 with softmax (noise-free) assignments against the trained Lambda."""
+        model = self.model
+        if model.config.alpha <= 0:
+            return local
+        tau = model.config.hyper_temperature
+        z = [torch.softmax(h / tau, dim=1) @ self.lam[m]
+             for m, h in zip(model.modalities, logits, strict=True)]
+        return model.global_fusion(local, z)
+
+    @torch.no_grad()
+    def fold_in(self, items, ego=None):
+        model = self.model
+        ids = self.lightgcn_fold_in(self.cge_items, items, ego)
+        w = self.sym_weights(items)
+        if model.config.n_mm_layers > 0:
+            mge = [w @ self.mge_items[m][items] for m in model.modalities]
+        else:  # eq. 5: the mean of the history's projected features
+            mge = [self.mge_items[m][items].mean(0) for m in model.modalities]
+        local = model.local_fusion(ids.unsqueeze(0), [x.unsqueeze(0) for x in mge])
+        hyper = [self.logits[m][items].sum(0, keepdim=True) for m in self.logits]  # eq. 12
+        return self._global(local, hyper)[0]
+
+    @torch.no_grad()
+    def place(self, idx, w, targets):
+        model = self.model
+        feats = self.target_features(targets)
+        local = model.local_fusion(borrow(self.id_items, idx, w),
+                                   [borrow(self.mge_last[m], idx, w) for m in model.modalities])
+        hyper = []
+        if model.config.alpha > 0:  # eqs. 9-11 from the item's own features
+            ego = borrow(self.ego_items, idx, w)
+            hyper = [model.new_item_hyperedge_logits(m, feats[m], ego) for m in model.modalities]
+        return self._global(local, hyper)
+
+
 class MGNM(Recommender):
     """MGNM: local (CGE + MGE) and global (purified hypergraph) interaction, with DDR.
 
@@ -163,6 +244,7 @@ class MGNM(Recommender):
     name = "mgnm"
     Config = MGNMConfig
     needs_features = True
+    placement_class = MGNMPlacement
     grid = {"ddr_weight": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
             "ddr_mm_weight": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}
 
@@ -278,12 +360,8 @@ class MGNM(Recommender):
             users = self.r_mean @ items  # eq. 5
             mge[m] = bipartite_propagate(users, items, self.r_sym, cfg.n_mm_layers)  # eqs. 6-7
         last = [mge[m][-1] for m in self.modalities]
-        if cfg.local_norm == "each":  # eq. 8
-            loc_u = id_u + sum(l2_normalize(u) for u, _ in last)
-            loc_i = id_i + sum(l2_normalize(i) for _, i in last)
-        else:
-            loc_u = id_u + l2_normalize(sum(u for u, _ in last))
-            loc_i = id_i + l2_normalize(sum(i for _, i in last))
+        loc_u = self.local_fusion(id_u, [u for u, _ in last])
+        loc_i = self.local_fusion(id_i, [i for _, i in last])
 
         hyper: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         factors: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -301,11 +379,22 @@ class MGNM(Recommender):
                 hyper[m] = (z_u, z_i)
                 factors[m] = (a_u, a_i, lam)
         if cfg.alpha > 0:  # eqs. 15, 17
-            fin_u = loc_u + cfg.alpha * l2_normalize(sum(z[0] for z in hyper.values()))
-            fin_i = loc_i + cfg.alpha * l2_normalize(sum(z[1] for z in hyper.values()))
+            fin_u = self.global_fusion(loc_u, [z[0] for z in hyper.values()])
+            fin_i = self.global_fusion(loc_i, [z[1] for z in hyper.values()])
         else:
             fin_u, fin_i = loc_u, loc_i
         return Forward(fin_u, fin_i, cge, mge, hyper, factors)
+
+    def local_fusion(self, ids: torch.Tensor, mge_last: list[torch.Tensor]) -> torch.Tensor:
+        """Eq. 8: ``E_loc = E_id_loc + sum_m norm(E^m)`` (``local_norm='sum'``: the norm of
+        the sum) from the last MGE layer of each modality."""
+        if self.config.local_norm == "each":
+            return ids + sum(l2_normalize(x) for x in mge_last)
+        return ids + l2_normalize(sum(mge_last))
+
+    def global_fusion(self, local: torch.Tensor, hyper: list[torch.Tensor]) -> torch.Tensor:
+        """Eqs. 15, 17: ``E* = E_loc + alpha norm(sum_m E^{m,H})``."""
+        return local + self.config.alpha * l2_normalize(sum(hyper))
 
     # ------------------------------------------------------------------ objective
     def loss(self, users, pos_items, neg_items):

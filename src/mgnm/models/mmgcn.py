@@ -21,6 +21,7 @@ from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.losses import bpr_loss
+from mgnm.models.placement import Placement
 
 
 class MMGCNConfig(ModelConfig):
@@ -67,9 +68,46 @@ class MMGCNLayer(nn.Module):
             nn.init.xavier_normal_(self.combine.weight)
 
     def forward(self, x: torch.Tensor, graph, id_emb: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(graph @ self.conv(x))
+        return self.combine_rows(F.leaky_relu(graph @ self.conv(x)), x, id_emb)
+
+    def combine_rows(self, h: torch.Tensor, x: torch.Tensor, id_emb: torch.Tensor) -> torch.Tensor:
+        """``X' = LReLU([H || LReLU(X Ws + bs) + E_id] Wg + bg)`` for rows ``x`` whose
+        aggregated neighbours are ``h``."""
         x_hat = F.leaky_relu(self.self_lin(x)) + id_emb
         return F.leaky_relu(self.combine(torch.cat([h, x_hat], dim=1)))
+
+
+class MMGCNPlacement(Placement):
+    """A new user: each modality's layers run for one new node whose neighbours are the
+    history (``D^-1 A``: their mean), from the trained item layers, with its own preference
+    ``P_m`` and ID row ``E_id`` unknown (zeros); the modalities averaged as in training.
+    ``ego`` (to check the maths on a training user): ``{"preference": {m: P_m[u]}, "id":
+    E_id[u]}``; with the user's own rows this is its trained row, exactly."""
+
+    fold_in_method = "each modality's layers for a new node over the history (mean of the " \
+                     "trained item layers), preference and ID rows zero"
+
+    def __init__(self, model, trained) -> None:
+        self.layers = {m: [x[model.n_users:] for x in model.modality_layers(m)[:-1]]
+                       for m in model.modalities}
+        super().__init__(model, trained)
+
+    @torch.no_grad()
+    def fold_in(self, items, ego=None):
+        model, ego = self.model, ego or {}
+        d = model.config.embedding_size
+        id_row = ego.get("id", torch.zeros(d)).unsqueeze(0)
+        share = torch.full((items.numel(),), 1.0 / items.numel())
+        out = []
+        for m in model.modalities:
+            pref = ego.get("preference", {}).get(m)
+            width = self.layers[m][0].shape[1]
+            x = l2_normalize(pref.unsqueeze(0)) if pref is not None else torch.zeros(1, width)
+            for layer, item_rows in zip(model.layers[m], self.layers[m], strict=True):
+                h = F.leaky_relu((share @ layer.conv(item_rows[items])).unsqueeze(0))
+                x = layer.combine_rows(h, x, id_row)
+            out.append(x[0])
+        return sum(out) / len(out)
 
 
 class MMGCN(Recommender):
@@ -98,6 +136,7 @@ class MMGCN(Recommender):
     name = "mmgcn"
     Config = MMGCNConfig
     needs_features = True
+    placement_class = MMGCNPlacement
     grid = {"reg_weight": [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1],
             "learning_rate": [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]}
 
@@ -146,14 +185,20 @@ class MMGCN(Recommender):
             return self.preference[m]
         return getattr(self, f"preference_{m}")
 
-    def modality_output(self, m: str) -> torch.Tensor:
-        """``X^L_m`` over all ``n_U + n_I`` nodes."""
+    def modality_layers(self, m: str) -> list[torch.Tensor]:
+        """``X^0_m .. X^L_m`` over all ``n_U + n_I`` nodes."""
         f = self.features[m]
         items = self.mlp[m](f) if m in self.projected else f
         x = l2_normalize(torch.cat([self.user_preference(m), items]))
+        out = [x]
         for layer in self.layers[m]:
             x = layer(x, self.graph, self.id_emb)
-        return x
+            out.append(x)
+        return out
+
+    def modality_output(self, m: str) -> torch.Tensor:
+        """``X^L_m`` over all ``n_U + n_I`` nodes."""
+        return self.modality_layers(m)[-1]
 
     def forward_all(self) -> torch.Tensor:
         """``Z = mean_m X^L_m`` (MMRec averages; the paper sums)."""

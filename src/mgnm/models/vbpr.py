@@ -13,13 +13,29 @@ from torch import nn
 
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
+from mgnm.models.bpr import LeastSquaresFoldIn
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.losses import batch_norm_reg, bpr_loss
+from mgnm.models.neighbours import borrow
 
 
 class VBPRConfig(ModelConfig):
     reg_weight: float = Field(1e-4, ge=0, description="lambda of the batch-row norm regulariser "
                                                       "on the full 2d-wide user and item rows")
+
+
+class VBPRPlacement(LeastSquaresFoldIn):
+    """New users by least squares (as BPR); a new item's content part is the trained
+    projection of its own features, exactly, and only ``Gamma`` is borrowed."""
+
+    cold_method = "[Gamma borrowed from the nearest trained items by content || the trained " \
+                  "projection F W + c of the item's own features]"
+
+    @torch.no_grad()
+    def place(self, idx, w, targets):
+        feats = self.target_features(targets)
+        content = self.model.project(torch.cat(list(feats.values()), dim=1))
+        return torch.cat([borrow(self.model.item_emb.detach(), idx, w), content], dim=1)
 
 
 class VBPR(Recommender):
@@ -36,6 +52,7 @@ class VBPR(Recommender):
     Config = VBPRConfig
     needs_features = True
     grid = {"reg_weight": [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5]}
+    placement_class = VBPRPlacement
 
     def __init__(self, config: VBPRConfig, inputs: ModelInputs) -> None:
         super().__init__(config, inputs)
@@ -53,8 +70,12 @@ class VBPR(Recommender):
         """``Q = [Gamma || F W + c]`` for ``items`` (all items when None)."""
         f = self.features["concat"]
         if items is None:
-            return torch.cat([self.item_emb, self.projection(f)], dim=1)
-        return torch.cat([self.item_emb[items], self.projection(f[items])], dim=1)
+            return torch.cat([self.item_emb, self.project(f)], dim=1)
+        return torch.cat([self.item_emb[items], self.project(f[items])], dim=1)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """``F W + c`` for rows of the concatenated features (in the run's modality order)."""
+        return self.projection(features)
 
     def loss(self, users, pos_items, neg_items):
         u = self.user_emb[users]

@@ -14,7 +14,7 @@ Recall@K and NDCG@K use the full-ranking formulas of
   they have no training interaction).
 
 Scorers: a run's model (its cold items placed from their content by the model's cold-item
-method, :mod:`mgnm.predict.placement`), and two references computed from the data alone:
+method, :mod:`mgnm.models.placement`), and two references computed from the data alone:
 ``content-knn`` scores an item by the mean cosine similarity of its features to those of the
 user's training items (per-modality cosines averaged); ``popularity`` by its number of
 training interactions (a cold item has none, so it shows what trained items alone achieve).
@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from mgnm.data.dataset import Dataset, load_dataset
-from mgnm.errors import DataError
-from mgnm.predict.placement import UnsupportedError, content_vectors
+from mgnm.errors import DataError, UnsupportedError
+from mgnm.models.neighbours import content_vectors
 from mgnm.predict.predictor import Predictor
 from mgnm.train import io
 from mgnm.train.evaluator import rank_metrics

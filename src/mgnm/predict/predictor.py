@@ -2,7 +2,7 @@
 
 :class:`Predictor` keeps the final user and item tables of a run's best model and the
 per-model pieces that place new users (fold-in) and new items (cold start), see
-:mod:`mgnm.predict.placement`. It speaks the dataset's original IDs where
+:mod:`mgnm.models.placement`. It speaks the dataset's original IDs where
 ``u_id_map.tsv``/``i_id_map.tsv`` exist and indices otherwise.
 
 Which items are recommended (issue 12, item 5): an item is *eligible* when it has a training
@@ -31,7 +31,7 @@ import torch
 from mgnm.data.dataset import Dataset
 from mgnm.data.idmap import MAP_FILES, IdMap
 from mgnm.errors import DataError
-from mgnm.predict.placement import Placement, Trained, build_placement
+from mgnm.models.placement import Placement, Trained, build_placement
 from mgnm.train.evaluator import recommend_topk
 
 MAX_K = 1000

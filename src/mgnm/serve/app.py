@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 from pydantic_core import PydanticCustomError
 
-from mgnm.predict.placement import UnsupportedError
+from mgnm.errors import UnsupportedError
 from mgnm.predict.predictor import MAX_K, Predictor, RequestError, UnknownIdError
 from mgnm.serve import ServeError
 
