@@ -170,11 +170,11 @@ def rows(repeats: int, graph: Path) -> None:
     import torch
 
     from mgnm.data import load_dataset
-    from mgnm.data.graphs import (
+    from mgnm.data.graphs import interaction_matrix
+    from mgnm.models.propagation import (
         batch_row_plan,
         bipartite_layer_mean,
         bipartite_layer_mean_rows,
-        interaction_matrix,
         layer_means,
     )
 

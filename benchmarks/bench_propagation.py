@@ -16,7 +16,7 @@ import time
 import torch
 
 from mgnm.data import build_inputs, load_dataset
-from mgnm.data.graphs import SparseOp
+from mgnm.data.sparse import SparseOp
 
 
 def timeit(fn, device: torch.device, repeat: int) -> float:

@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from mgnm.data.graphs import (
-    SparseOp,
     dense_knn,
     dense_symnorm,
     interaction_matrix,
     knn_graph,
-    layer_mean,
     mean_adjacency,
     normalized_adjacency,
     symnorm_values,
 )
+from mgnm.data.sparse import SparseOp
+from mgnm.models.propagation import layer_mean
 
 # users 0,1,2; items 0,1; user 2 isolated; R = [[1,1],[0,1],[0,0]]
 U = np.array([0, 0, 1])
@@ -144,7 +144,7 @@ def test_dense_knn_keeps_top_k_per_row_with_gradient():
 
 
 def test_bipartite_propagation_equals_full_adjacency_propagation():
-    from mgnm.data.graphs import bipartite_propagate
+    from mgnm.models.propagation import bipartite_propagate
 
     full = normalized_adjacency(U, I, 3, 2)
     block = interaction_matrix(U, I, 3, 2, norm="sym")
@@ -159,7 +159,7 @@ def test_bipartite_propagation_equals_full_adjacency_propagation():
 
 
 def test_bipartite_layer_mean_equals_layer_mean_of_the_stack():
-    from mgnm.data.graphs import bipartite_layer_mean
+    from mgnm.models.propagation import bipartite_layer_mean
 
     rng = np.random.default_rng(4)
     users, items = rng.integers(0, 25, 150), rng.integers(0, 18, 150)
@@ -180,7 +180,7 @@ def random_block(seed: int, n_users: int, n_items: int, n: int):
 
 @pytest.mark.parametrize("n_keys", [7, 70_000])  # numpy's 16-bit radix sort; torch's sort
 def test_stable_order_is_numpys_stable_argsort(n_keys):
-    from mgnm.data.graphs import stable_order
+    from mgnm.data.sparse import stable_order
 
     keys = np.random.default_rng(1).integers(0, n_keys, 500).astype(np.int32)
     keys[:50] = keys[0]  # many ties, whose order must be kept
@@ -189,7 +189,7 @@ def test_stable_order_is_numpys_stable_argsort(n_keys):
 
 
 def test_csr_rows_and_transpose_equal_the_dense_matrix():
-    from mgnm.data.graphs import csr_rows, csr_transpose
+    from mgnm.data.sparse import csr_rows, csr_transpose
 
     block, dense = random_block(2, 30, 20, 120)
     rows = torch.tensor([0, 3, 4, 17, 29])
@@ -222,7 +222,7 @@ def test_rows_mm_value_and_gradient_equal_dense(fmt, n_rows):
 
 
 def test_batch_row_plan_is_the_batch_neighbourhood_by_hand():
-    from mgnm.data.graphs import batch_row_plan
+    from mgnm.models.propagation import batch_row_plan
 
     block, dense = random_block(6, 400, 300, 1200)  # sparse: the neighbourhoods stay small
     adj = dense.numpy() != 0
@@ -248,7 +248,7 @@ def test_batch_row_plan_is_the_batch_neighbourhood_by_hand():
 def test_bipartite_layer_mean_rows_are_rows_of_the_whole_mean(graph):
     """Whole layers (their products and batch rows in one node), parts, and batch rows that
     hold most entries (the whole product, indexed): the whole mean's rows and gradients."""
-    from mgnm.data.graphs import batch_row_plan, bipartite_layer_mean, bipartite_layer_mean_rows
+    from mgnm.models.propagation import batch_row_plan, bipartite_layer_mean, bipartite_layer_mean_rows
 
     n_u, n_i = (400, 300) if graph == "sparse" else (40, 25)
     block, _ = random_block(5, n_u, n_i, 1200 if graph == "sparse" else 200)

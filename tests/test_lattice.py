@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from mgnm.data.graphs import coo_matmul, dense_knn, dense_symnorm, row_normalized_adjacency
+from mgnm.data.graphs import dense_knn, dense_symnorm, row_normalized_adjacency
 from mgnm.data.inputs import build_inputs
+from mgnm.data.sparse import coo_matmul
 from mgnm.models.lattice import LATTICE, LATTICEConfig
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -309,7 +310,10 @@ def test_cli_interactions_loo_and_timestamp(tmp_path):
             "time", "--k-core", "2", "--keep", "earliest", "-q"]
     res = run_mgnm(*base, "--split", "loo", "-o", tmp_path / "loo")
     assert res.code == 0 and "Traceback" not in res.err, res.err
-    assert "loo split: train" in res.out
+    # -q prints only the result line: under loo every user has one validation and one test row
+    users, valid, test = (int(x) for x in re.search(
+        r": (\d+) users, .* valid (\d+) / test (\d+)\)", res.out).groups())
+    assert res.out.count("\n") == 1 and valid == test == users
     res = run_mgnm(*base, "--split", "timestamp", "--valid-from", "2022-03-15",
                    "--test-from", "2022-03-22T10:00:00", "-o", tmp_path / "ts")
     assert res.code == 0 and "Traceback" not in res.err, res.err

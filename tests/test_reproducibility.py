@@ -192,14 +192,16 @@ def test_progress_shows_no_test_metric_before_the_end(tiny):
     assert lines[-1].startswith("done:") and "test recall@20" in lines[-1]
 
 
-def test_written_files_respect_the_umask(tiny, tmp_path):
+def test_written_files_respect_the_umask(tiny_dir, tmp_path):
+    """A process started with umask 027 (as a shell would start it) writes 0640 files; the
+    umask is read once, never set around a write."""
     import os
 
-    old = os.umask(0o027)
-    try:
-        fit(cfg(epochs=1), tiny, run_dir=tmp_path / "r")
-    finally:
-        os.umask(old)
+    from clitools import run_mgnm
+
+    res = run_mgnm("train", "--model", "bpr", "--data", tiny_dir, "--set", "epochs=1",
+                   "--out", tmp_path / "r", "-q", preexec_fn=lambda: os.umask(0o027))
+    assert res.code == 0, res.err
     modes = {p.name: p.stat().st_mode & 0o777 for p in Path(tmp_path / "r").iterdir()}
     assert modes and all(m == 0o640 for m in modes.values()), modes
 

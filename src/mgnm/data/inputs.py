@@ -12,7 +12,8 @@ from functools import cached_property
 import torch
 
 from mgnm.data.dataset import Dataset
-from mgnm.data.graphs import SparseOp, interaction_matrix, normalized_adjacency
+from mgnm.data.graphs import interaction_matrix, normalized_adjacency
+from mgnm.data.sparse import SparseOp
 
 
 @dataclass

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import bipartite_layer_mean
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.lightgcn import LightGCNPlacement
+from mgnm.models.propagation import bipartite_layer_mean
 
 
 class BM3Placement(LightGCNPlacement):

@@ -15,8 +15,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import SparseOp, l2_normalize, user_cooccurrence_topk
+from mgnm.data.graphs import l2_normalize, user_cooccurrence_topk
 from mgnm.data.inputs import ModelInputs
+from mgnm.data.sparse import SparseOp
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.losses import bpr_loss

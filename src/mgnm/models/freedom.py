@@ -15,18 +15,14 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from mgnm.data.graphs import (
-    SparseOp,
-    knn_graph,
-    layer_mean,
-    normalized_adjacency,
-    symnorm_values,
-)
+from mgnm.data.graphs import knn_graph, normalized_adjacency, symnorm_values
 from mgnm.data.inputs import ModelInputs
+from mgnm.data.sparse import SparseOp
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.lightgcn import LightGCNPlacement
 from mgnm.models.losses import bpr_loss
+from mgnm.models.propagation import layer_mean
 
 
 class FREEDOMPlacement(LightGCNPlacement):

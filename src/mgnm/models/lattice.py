@@ -13,20 +13,14 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import (
-    SparseOp,
-    coo_matmul,
-    knn_graph,
-    l2_normalize,
-    layer_mean,
-    row_normalized_adjacency,
-    symnorm_values,
-)
+from mgnm.data.graphs import knn_graph, l2_normalize, row_normalized_adjacency, symnorm_values
 from mgnm.data.inputs import ModelInputs
+from mgnm.data.sparse import SparseOp, coo_matmul
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.losses import bpr_loss, squared_reg
 from mgnm.models.placement import Placement, fold_in_layers, item_layers
+from mgnm.models.propagation import layer_mean
 
 
 class LATTICEConfig(ModelConfig):

@@ -6,11 +6,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import bipartite_layer_mean, bipartite_layers_rows, layer_means
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.losses import batch_norm_reg, bpr_loss
 from mgnm.models.placement import Placement, item_layers
+from mgnm.models.propagation import bipartite_layer_mean, bipartite_layers_rows, layer_means
 
 
 class LightGCNPlacement(Placement):

@@ -16,12 +16,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mgnm.data.graphs import item_knn_graph, layer_mean
+from mgnm.data.graphs import item_knn_graph
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.losses import bpr_loss, info_nce, squared_reg
 from mgnm.models.placement import Placement, item_layers
+from mgnm.models.propagation import layer_mean
 
 
 class MGCNConfig(ModelConfig):

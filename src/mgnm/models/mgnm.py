@@ -30,13 +30,14 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from mgnm.data.graphs import bipartite_propagate, l2_normalize, layer_means
+from mgnm.data.graphs import l2_normalize
 from mgnm.data.inputs import ModelInputs
 from mgnm.models.base import ModelConfig, Recommender
 from mgnm.models.layers import ItemFeatures
 from mgnm.models.losses import batch_norm_reg, bpr_loss, contrast_all, contrast_all_lowrank
 from mgnm.models.neighbours import borrow
 from mgnm.models.placement import Placement
+from mgnm.models.propagation import bipartite_propagate, layer_means
 
 
 class MGNMConfig(ModelConfig):

@@ -73,7 +73,7 @@ def item_layers(user_emb: torch.Tensor, item_emb: torch.Tensor, adj, n_layers: i
                 ) -> list[torch.Tensor]:
     """The item parts of the propagation layers ``0..L-1`` of ``[user_emb; item_emb]`` on the
     whole bipartite graph ``adj`` (what a new user's layers ``1..L`` read)."""
-    from mgnm.data.graphs import propagate
+    from mgnm.models.propagation import propagate
 
     n_users = user_emb.shape[0]
     layers = propagate(torch.cat([user_emb, item_emb]), adj, n_layers)

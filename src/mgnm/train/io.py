@@ -20,10 +20,24 @@ import yaml
 from mgnm.errors import CheckpointError, StorageError, os_error_message
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    """The process's umask, read once at import: from ``/proc/self/status`` where the kernel
+    shows it (Linux 4.7+), which changes nothing; elsewhere by setting and restoring it, once,
+    while the module is imported (never around a write, where another thread could create a
+    file in between)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def make_dirs(path: str | Path) -> Path:
@@ -50,7 +64,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except OSError as exc:
         raise StorageError(os_error_message(path, exc)) from None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

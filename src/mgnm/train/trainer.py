@@ -265,7 +265,6 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.device = resolve_device(self.tc.device)
         self.threads = self.tc.threads
-        keep_freed_memory()
         with self._own_state(initial=True):
             self.model = build_model(config, self.dataset, self.device)
         self.optimizer = make_adam(self.model, self.tc.learning_rate)
