@@ -217,10 +217,13 @@ def main() -> None:
         print(f"| model | data | features | device | threads | s/epoch | s/eval | peak RSS MB |"
               f"{' peak GPU MB |' if rows[0]['peak_gpu_mb'] else ''}")
         print("|---" * (8 + bool(rows[0]["peak_gpu_mb"])) + "|")
+        if any(r.get("epoch_estimated") for r in rows):
+            print("(est.): --steps timed single steps; the epoch is their median times the "
+                  "batches per epoch, an estimate, not a measured epoch")
         for r in rows:
             gpu = f" {r['peak_gpu_mb']} |" if r["peak_gpu_mb"] else ""
             print(f"| {r['model']} | {r['data']} | {r['features']} | {r['device']} | "
-                  f"{r['threads']} | {r['epoch_s']:.2f} | "
+                  f"{r['threads']} | {r['epoch_s']:.2f}{' (est.)' if r.get('epoch_estimated') else ''} | "
                   f"{'–' if r['eval_s'] is None else format(r['eval_s'], '.2f')} | "
                   f"{r['peak_rss_mb']} |{gpu}")
 

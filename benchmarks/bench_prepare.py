@@ -136,11 +136,18 @@ def main() -> None:
                     "it beside the others on a busy machine)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mgnm-bench-prepare"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    files = generate(args.work, args.reviews, args.items, [args.small_images, args.images],
-                     args.seed)
+    sizes = [args.small_images, args.images]
+    if args.generate_only:
+        generate(args.work, args.reviews, args.items, sizes, args.seed)
+        return
+    # generated in a child process: on Linux a child's peak RSS (wait4's ru_maxrss) starts from
+    # its parent's peak, so a parent that had held the generated data would inflate every run
+    subprocess.run([sys.executable, __file__, *sys.argv[1:], "--generate-only"], check=True)
+    files = generate(args.work, args.reviews, args.items, sizes, args.seed)  # already there
     print(f"inputs ready in {time.perf_counter() - t0:.0f} s:")
     for p in [files["reviews"], files["meta"], *files["images"].values()]:
         print(f"  {p.name}: {p.stat().st_size / 2**20:,.0f} MiB")

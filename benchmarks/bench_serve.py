@@ -59,8 +59,9 @@ def phase(base: str, make_request, clients: int, seconds: float) -> dict:
                 except httpx.HTTPError:
                     ok = False
                 dt = time.perf_counter() - t0
-                with lock:
-                    lat.append(dt)
+                with lock:  # a failed request counts as an error, not as a latency
+                    if ok:
+                        lat.append(dt)
                     errors[0] += not ok
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
@@ -84,8 +85,12 @@ def main() -> None:
     run = api.load_run(args.run)
     ds = run.dataset
     trained = np.unique(ds.train.users)
-    histories = {int(u): ds.train.items[ds.train.users == u].tolist()
-                 for u in np.random.default_rng(0).choice(trained, 500, replace=False)}
+    # requests speak the dataset's original IDs where it has ID maps (indices otherwise)
+    user_id = (lambda u: ds.user_map.original[u]) if ds.user_map else int
+    item_ids = (lambda items: list(ds.item_map.original_of(items))) if ds.item_map else \
+        (lambda items: [int(i) for i in items])
+    picked = np.random.default_rng(0).choice(trained, min(500, trained.size), replace=False)
+    histories = {int(u): item_ids(ds.train.items[ds.train.users == u]) for u in picked}
     del run
 
     port = free_port()
@@ -107,7 +112,7 @@ def main() -> None:
             time.sleep(0.2)
         load_s = time.monotonic() - t0
         before = rss_mb(proc.pid)
-        users = trained.tolist()
+        users = [user_id(int(u)) for u in trained]
         hist_list = list(histories.values())
         known = phase(base, lambda r: ("GET", f"/users/{r.choice(users)}/recommendations",
                                        {"params": {"k": 20}}), args.clients, args.seconds)
