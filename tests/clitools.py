@@ -15,6 +15,13 @@ class CliResult:
     out: str
     err: str
 
+    def the_error(self) -> str:
+        """The one ``error:`` line among the lines a command printed on stderr (progress
+        lines may surround it)."""
+        lines = [x for x in self.err.splitlines() if x.startswith("error: ")]
+        assert len(lines) == 1, f"expected one error line, got {len(lines)}:\n{self.err}"
+        return lines[0]
+
     def error_line(self) -> str:
         """The one line a failing command printed (its stderr, stripped)."""
         lines = [x for x in self.err.strip().splitlines() if x.strip()]
@@ -32,6 +39,8 @@ def run_mgnm(*args: object, cwd: str | Path | None = None, env: dict | None = No
     proc = subprocess.run(cmd + [str(a) for a in args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+    # whatever the command's outcome, a user never sees a traceback
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+#: set by CI (.ci/run): a test that needs a missing optional extra fails instead of skipping
+REQUIRE_EXTRAS = os.environ.get("MGNM_REQUIRE_EXTRAS") == "1"
+
+
+def need(*modules: str, extra: str):
+    """Import the optional modules a test needs (returns the first). Without them the test
+    (or, at module level, the module) is skipped, naming the extra; under
+    ``MGNM_REQUIRE_EXTRAS=1`` it fails instead, so CI cannot pass by skipping."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        reason = f"needs the extra {extra!r} ({', '.join(missing)} not installed)"
+        if REQUIRE_EXTRAS:
+            pytest.fail(f"MGNM_REQUIRE_EXTRAS=1: {reason}", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
+    return importlib.import_module(modules[0])
+
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

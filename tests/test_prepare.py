@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import struct
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from clitools import CliResult, assert_user_error, run_mgnm
 
 from mgnm.data import load_dataset
 from mgnm.prepare.amazon import item_sentence, prepare_amazon
@@ -21,24 +19,6 @@ from mgnm.prepare.pipeline import prepare_interactions
 from mgnm.prepare.split import held_out, split_labels
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "mgnm" / "datasets" / "movielens"
-
-
-def run_mgnm(*args: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "mgnm.cli", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-
-
-def user_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Exit 2, one ``error:`` line holding every fragment, no traceback."""
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
 
 
 def read_inter(path: Path) -> list[dict[str, str]]:
@@ -299,22 +279,22 @@ def test_image_pass_streams_a_large_file_in_blocks(tmp_path, monkeypatch):
 # traceback); the other cases go through the same entry point in-process, which is faster.
 
 
-def in_process(capsys, *args: object) -> subprocess.CompletedProcess:
+def in_process(capsys, *args: object) -> CliResult:
     from mgnm.cli import main
 
     code = main([str(a) for a in args])
     out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out.out, out.err)
+    return CliResult(code, out.out, out.err)
 
 
 def test_cli_prepare_interactions_then_info(tmp_path, log_rows, capsys):
     src = write_csv(tmp_path / "log.csv", log_rows)
     proc = run_mgnm("prepare", "interactions", src, "--out", tmp_path / "ds", "--user", "user",
                     "--item", "item", "--time", "time", "--split", "time")
-    assert proc.returncode == 0, proc.stderr
-    assert "wrote" in proc.stdout and "Traceback" not in proc.stderr
+    assert proc.code == 0, proc.err
+    assert "wrote" in proc.out and "Traceback" not in proc.err
     info = in_process(capsys, "info", tmp_path / "ds")
-    assert info.returncode == 0 and "users" in info.stdout
+    assert info.code == 0 and "users" in info.out
 
 
 def test_cli_prepare_quiet_prints_only_the_result(tmp_path, log_rows):
@@ -322,29 +302,29 @@ def test_cli_prepare_quiet_prints_only_the_result(tmp_path, log_rows):
     args = ["prepare", "interactions", src, "--user", "user", "--item", "item"]
     loud = run_mgnm(*args, "--out", tmp_path / "a")
     quiet = run_mgnm(*args, "--out", tmp_path / "b", "-q")
-    assert loud.returncode == quiet.returncode == 0, quiet.stderr
-    assert len(loud.stdout.splitlines()) == 5  # read, deduplicate, 5-core, split, wrote
-    assert quiet.stderr == ""
-    assert quiet.stdout.splitlines() == [loud.stdout.splitlines()[-1].replace(
+    assert loud.code == quiet.code == 0, quiet.err
+    assert len(loud.out.splitlines()) == 5  # read, deduplicate, 5-core, split, wrote
+    assert quiet.err == ""
+    assert quiet.out.splitlines() == [loud.out.splitlines()[-1].replace(
         str(tmp_path / "a"), str(tmp_path / "b"))]
-    assert quiet.stdout.startswith(f"wrote {tmp_path / 'b'}: ")
+    assert quiet.out.startswith(f"wrote {tmp_path / 'b'}: ")
 
 
 def test_cli_errors_name_file_and_line(tmp_path, log_rows, capsys):
     bad = tmp_path / "bad.jsonl.gz"
     with gzip.open(bad, "wt") as fh:
         fh.write('{"u": 1, "i": 2}\n{"u": 1, "i": \n')
-    user_error(run_mgnm("prepare", "interactions", bad, "-o", tmp_path / "o1", "--user", "u",
+    assert_user_error(run_mgnm("prepare", "interactions", bad, "-o", tmp_path / "o1", "--user", "u",
                         "--item", "i", "-q"), str(bad), "line 2")
     src = write_csv(tmp_path / "log.csv", log_rows)
-    user_error(in_process(capsys, "prepare", "interactions", src, "-o", tmp_path / "o2",
+    assert_user_error(in_process(capsys, "prepare", "interactions", src, "-o", tmp_path / "o2",
                           "--user", "user", "--item", "product", "-q"),
                str(src), "line 1", "'product'")
-    user_error(in_process(capsys, "prepare", "interactions", src, "-o", tmp_path / "o3",
+    assert_user_error(in_process(capsys, "prepare", "interactions", src, "-o", tmp_path / "o3",
                           "--user", "user", "--item", "item", "--k-core", "500", "-q"),
                "500-core is empty")
     rating = write_csv(tmp_path / "r.csv", [("a", "b", 1, "five")])
-    user_error(in_process(capsys, "prepare", "interactions", rating, "-o", tmp_path / "o4",
+    assert_user_error(in_process(capsys, "prepare", "interactions", rating, "-o", tmp_path / "o4",
                           "--user", "user", "--item", "item", "--rating", "rating", "-q"),
                "line 2", "'five'")
     for o in ("o1", "o2", "o3", "o4"):
@@ -356,13 +336,13 @@ def test_cli_refuses_an_out_holding_a_different_dataset(tmp_path, log_rows, caps
     src = write_csv(tmp_path / "log.csv", log_rows)
     args = ["prepare", "interactions", src, "-o", tmp_path / "ds", "--user", "user", "--item",
             "item", "-q"]
-    assert in_process(capsys, *args).returncode == 0
-    assert in_process(capsys, *args).returncode == 0  # the same recipe again replaces it
-    user_error(run_mgnm(*args, "--seed", "1"), str(tmp_path / "ds"), "different dataset", "seed")
+    assert in_process(capsys, *args).code == 0
+    assert in_process(capsys, *args).code == 0  # the same recipe again replaces it
+    assert_user_error(run_mgnm(*args, "--seed", "1"), str(tmp_path / "ds"), "different dataset", "seed")
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    user_error(in_process(capsys, *args[:3], "-o", other, *args[5:]), "different dataset")
+    assert_user_error(in_process(capsys, *args[:3], "-o", other, *args[5:]), "different dataset")
     assert (other / "notes.txt").read_text() == "mine"
 
 
@@ -372,16 +352,16 @@ def test_cli_amazon_bad_inputs(tmp_path, capsys):
             "-q"]
     short = tmp_path / "short.b"
     short.write_bytes(f["image"].read_bytes()[: 16394 * 2 + 100])
-    user_error(run_mgnm(*base, "--image-features", short, "-o", tmp_path / "a"), str(short),
+    assert_user_error(run_mgnm(*base, "--image-features", short, "-o", tmp_path / "a"), str(short),
                "record 3", "truncated")
     bad_asin = tmp_path / "asin.b"
     bad_asin.write_bytes(b"B00\x00\x00\x00\x00\x00\x00\x00" + bytes(16384))
-    user_error(in_process(capsys, *base, "--image-features", bad_asin, "-o", tmp_path / "b"),
+    assert_user_error(in_process(capsys, *base, "--image-features", bad_asin, "-o", tmp_path / "b"),
                "record 1", "not 10 ASCII characters")
     marker = tmp_path / "pwned"
     evil = tmp_path / "meta_evil.json"
     evil.write_text(f"{{'asin': 'B000000000'}}\n__import__('os').system('touch {marker}')\n")
-    user_error(in_process(capsys, "prepare", "amazon", "--reviews", f["reviews"], "--meta", evil,
+    assert_user_error(in_process(capsys, "prepare", "amazon", "--reviews", f["reviews"], "--meta", evil,
                           "--no-text", "-q", "-o", tmp_path / "c"), str(evil), "line 2")
     assert not marker.exists()
     assert not any((tmp_path / d).exists() for d in "abc")
@@ -391,15 +371,15 @@ def test_cli_amazon_then_train_two_epochs(tmp_path, capsys):
     f = amazon_files(tmp_path)
     proc = run_mgnm("prepare", "amazon", "--reviews", f["reviews"], "--meta", f["meta"],
                     "--image-features", f["image"], "--no-text", "-o", tmp_path / "baby")
-    assert proc.returncode == 0, proc.stderr
-    assert "image_feat.npy: dim 4096" in proc.stdout
+    assert proc.code == 0, proc.err
+    assert "image_feat.npy: dim 4096" in proc.out
     record = json.loads((tmp_path / "baby" / "prepare.json").read_text())
     assert [s["step"] for s in record["steps"]] == ["read", "deduplicate", "5-core",
                                                    "random split"]
     assert len(record["inputs"]) == 3 and all(len(i["sha256"]) == 64 for i in record["inputs"])
     train = in_process(capsys, "train", "--model", "mgnm", "--data", tmp_path / "baby", "--set",
                        "epochs=2", "--out", tmp_path / "run", "-q")
-    assert train.returncode == 0, train.stderr
+    assert train.code == 0, train.err
     assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs_run"] == 2
 
 

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import need  # noqa: E402
 
 from mgnm.experiments import paper
 from mgnm.experiments.grid import run_all
 from mgnm.experiments.report import best_per_model, markdown
 from mgnm.train.trainer import Callback
 
-ray = pytest.importorskip("ray")
+ray = need("ray", extra="ray")
 
 BASE = {"epochs": 4, "batch_size": 64, "device": "cpu"}
 
@@ -97,22 +98,22 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_uninterrupted_result(ray_
 
 
 def test_cli_on_a_running_cluster_writes_the_local_table(ray_address, tiny_dir, tmp_path):
-    from test_experiment_cli import run_mgnm
+    from clitools import run_mgnm
 
     args = ["experiment", "table1", "--models", "bpr", "-d", tiny_dir, "--seeds", "5",
             "--set", "epochs=3", "--set", "batch_size=64", "--set", "device=cpu"]
     local = run_mgnm(*args, "--out", tmp_path / "local")
     on_ray = run_mgnm(*args, "--out", tmp_path / "ray", "--backend", "ray",
                       "--address", ray_address)
-    assert local.returncode == 0 and on_ray.returncode == 0, on_ray.stderr
+    assert local.code == 0 and on_ray.code == 0, on_ray.err
     rows = [json.loads((tmp_path / d / "summary.json").read_text())["rows"]
             for d in ("local", "ray")]
     assert [(r["valid"], r["test"]) for r in rows[0]] == [(r["valid"], r["test"]) for r in rows[1]]
-    assert "(ray backend)" in on_ray.stderr and "1 run: 1 trained, 0 reused" in on_ray.stderr
+    assert "(ray backend)" in on_ray.err and "1 run: 1 trained, 0 reused" in on_ray.err
 
 
 def test_tune_on_ray_reports_through_the_shared_storage(ray_address, tiny_dir, tmp_path):
-    pytest.importorskip("optuna")
+    need("optuna", extra="tune")
     from mgnm.tune.search import tune
 
     space = tmp_path / "space.yaml"

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need  # noqa: E402
 
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
+httpx = need("httpx", "fastapi", "uvicorn", extra="serve")
 
 from clitools import assert_user_error, run_mgnm  # noqa: E402
 from conftest import write_dataset  # noqa: E402

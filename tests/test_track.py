@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import need  # noqa: E402
 
-mlflow = pytest.importorskip("mlflow")
-pytest.importorskip("tensorboard")
+mlflow = need("mlflow", "tensorboard", extra="track")
 
 from clitools import assert_user_error, run_mgnm  # noqa: E402
 from conftest import write_dataset  # noqa: E402

@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import need  # noqa: E402
 
 from mgnm.errors import ConfigError
 from mgnm.experiments.grid import plan_runs
 
-optuna = pytest.importorskip("optuna")
+optuna = need("optuna", extra="tune")
 
-from test_experiment_cli import error_line, run_mgnm  # noqa: E402
+from clitools import run_mgnm  # noqa: E402
 
 from mgnm.tune.search import run_trial, tune  # noqa: E402
 from mgnm.tune.space import load_space, parse_space  # noqa: E402
@@ -95,7 +96,7 @@ def test_tune_selects_on_validation_reports_test_once_and_resumes(tiny_dir, tmp_
             "--pruner", "none", "--out", out, "--set", "epochs=3", "--set", "batch_size=64",
             "--set", "device=cpu"]
     proc = run_mgnm(*args, "--trials", "3")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.code == 0, proc.err
     saved = json.loads((out / "tune.json").read_text())
     assert saved["counts"] == {"complete": 3, "pruned": 0, "failed": 0, "total": 3, "new": 3}
     # the best trial is the best validation figure among the trials' own results
@@ -106,17 +107,17 @@ def test_tune_selects_on_validation_reports_test_once_and_resumes(tiny_dir, tmp_
     assert best["number"] == best_no
     assert best["valid"]["recall@20"] == pytest.approx(results[best_no]["valid"]["recall@20"])
     assert best["test"]["recall@20"] == pytest.approx(results[best_no]["test"]["recall@20"])
-    assert f"validation recall@20: {best['valid']['recall@20']:.4f}" in proc.stdout
-    assert f"test recall@20: {best['test']['recall@20']:.4f}" in proc.stdout
+    assert f"validation recall@20: {best['valid']['recall@20']:.4f}" in proc.out
+    assert f"test recall@20: {best['test']['recall@20']:.4f}" in proc.out
     # a second call continues the stored study: only the missing trials run
     proc = run_mgnm(*args, "--trials", "5")
-    assert proc.returncode == 0, proc.stderr
-    assert "trials: 5 complete, 0 pruned, 0 failed (2 run now)" in proc.stdout
+    assert proc.code == 0, proc.err
+    assert "trials: 5 complete, 0 pruned, 0 failed (2 run now)" in proc.out
     # another space in the same directory is refused, in one line
     other = write_space(tmp_path / "other.yaml", "learning_rate: [0.1, 0.2]\n")
     proc = run_mgnm(*[other if a == space else a for a in args], "--trials", "1")
-    assert proc.returncode == 2
-    assert "holds a search of another model, data, space or base config" in error_line(proc)
+    assert proc.code == 2
+    assert "holds a search of another model, data, space or base config" in proc.the_error()
 
 
 def test_an_interrupted_trial_is_requeued_and_resumes(tiny_dir, tmp_path):
