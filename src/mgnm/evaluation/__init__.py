@@ -1,0 +1,1 @@
+"""Evaluation: full ranking, metrics, per-user results and comparisons of runs."""
