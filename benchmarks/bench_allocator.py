@@ -28,7 +28,7 @@ if variant == "mallopt":
     libc = ctypes.CDLL("libc.so.6")
     assert libc.mallopt(-3, 32 << 20) and libc.mallopt(-1, 256 << 20) and libc.mallopt(-2, 64 << 20)
 from mgnm.data import load_dataset
-from mgnm.train.config import resolve_config
+from mgnm.config import resolve_config
 from mgnm.train.trainer import Callback, Trainer
 
 times = []

@@ -54,8 +54,11 @@ def mgnm_dir() -> str:
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
+    try:
+        from mgnm.config import parse_set, resolve_config
+    except ModuleNotFoundError:  # a version with the run config in train/ (bench_goals --compare)
+        from mgnm.train.config import parse_set, resolve_config
     from mgnm.data import load_dataset
-    from mgnm.train.config import parse_set, resolve_config
     from mgnm.train.trainer import Trainer
 
     ds = load_dataset(args.data)

@@ -45,8 +45,8 @@ class EpochTimes(Callback):
 def run(args: argparse.Namespace) -> dict:
     import torch
 
+    from mgnm.config import load_preset, parse_set, resolve_config
     from mgnm.data import load_dataset
-    from mgnm.train.config import load_preset, parse_set, resolve_config
     from mgnm.train.trainer import Trainer
 
     cuda = args.device == "cuda"

@@ -66,8 +66,8 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from mgnm.config import parse_set, resolve_config
     from mgnm.data import load_dataset
-    from mgnm.train.config import parse_set, resolve_config
     from mgnm.train.trainer import Trainer
 
     cuda = args.device == "cuda"

@@ -30,8 +30,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def one_step(args: argparse.Namespace, out: str) -> None:
     import torch
 
+    from mgnm.config import parse_set, resolve_config
     from mgnm.data import load_dataset
-    from mgnm.train.config import parse_set, resolve_config
     from mgnm.train.trainer import Trainer
 
     ds = load_dataset(args.data)

@@ -15,8 +15,8 @@ import argparse
 import statistics
 from pathlib import Path
 
+from mgnm.runs import read_config, read_log
 from mgnm.train.stopping import replay
-from mgnm.train.trainer import load_run_config, read_log
 
 
 def mean_std(xs: list[float]) -> str:
@@ -33,8 +33,8 @@ def main() -> None:
     ap.add_argument("--metrics", default="recall@20,ndcg@20")
     args = ap.parse_args()
     metrics = args.metrics.split(",")
-    valid_metric = load_run_config(args.runs[0]).train.valid_metric
-    logs = {r: read_log(r / "log.jsonl") for r in args.runs}
+    valid_metric = read_config(args.runs[0]).train.valid_metric
+    logs = {r: read_log(r) for r in args.runs}
     rules = [(f"patience {args.patience}, window {w}", args.patience, int(w))
              for w in args.windows.split(",")]
     rules.append(("no early stopping", 10**9, 1))

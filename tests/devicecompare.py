@@ -21,11 +21,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
+from mgnm.config import resolve_config
 from mgnm.data import Dataset
 from mgnm.models import MODELS
-from mgnm.train.config import resolve_config
+from mgnm.runs import build_model
 from mgnm.train.evaluator import Evaluator
-from mgnm.train.trainer import build_model
 
 aten = torch.ops.aten
 RANDOM_OPS = {

@@ -87,8 +87,8 @@ def test_relative_data_works_from_another_directory(tiny_dir, tmp_path):
 
 
 def test_models_name_lists_every_key_with_type_default_and_meaning():
+    from mgnm.config import TrainConfig
     from mgnm.models import get_model_class
-    from mgnm.train.config import TrainConfig
 
     res = run_mgnm("models", "mgnm")
     assert res.code == 0, res.err

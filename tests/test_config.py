@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mgnm.errors import ConfigError
-from mgnm.models import MODELS
-from mgnm.train.config import (
+from mgnm.config import (
     TrainConfig,
     load_config_file,
     load_preset,
@@ -14,6 +12,8 @@ from mgnm.train.config import (
     preset_names,
     resolve_config,
 )
+from mgnm.errors import ConfigError
+from mgnm.models import MODELS
 
 
 def test_defaults_follow_the_protocol():

@@ -11,7 +11,7 @@ import pytest
 from clitools import run_mgnm
 from conftest import need
 
-from mgnm.train.config import resolve_config
+from mgnm.config import resolve_config
 from mgnm.train.trainer import fit
 
 FAST = ["--set", "batch_size=64", "--set", "device=cpu"]

@@ -9,7 +9,8 @@ import pytest
 from mgnm.cli import main
 from mgnm.errors import ConfigError
 from mgnm.experiments import paper
-from mgnm.experiments.grid import RunOutcome, RunSpec, aggregate, expand_grid, plan_runs, run_all, select_best
+from mgnm.experiments.grid import RunOutcome, RunSpec, aggregate, expand_grid, plan_runs, select_best
+from mgnm.experiments.runners import run_all
 
 
 def test_expand_grid_is_the_cartesian_product():

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from conftest import dense_norm_adj
 
-from mgnm.train.config import resolve_config
+from mgnm.config import resolve_config
 from mgnm.train.trainer import Trainer
 
 

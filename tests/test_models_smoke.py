@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mgnm.config import resolve_config
 from mgnm.models import MODELS
-from mgnm.train.config import resolve_config
 from mgnm.train.trainer import Trainer
 
 

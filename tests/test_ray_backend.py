@@ -12,8 +12,8 @@ import pytest
 from conftest import need  # noqa: E402
 
 from mgnm.experiments import paper
-from mgnm.experiments.grid import run_all
 from mgnm.experiments.report import best_per_model, markdown
+from mgnm.experiments.runners import run_all
 from mgnm.train.trainer import Callback
 
 ray = need("ray", extra="ray")

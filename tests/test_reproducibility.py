@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from mgnm import api
+from mgnm.config import resolve_config
 from mgnm.models import MODELS
-from mgnm.train.config import resolve_config
 from mgnm.train.trainer import Callback, Trainer, fit
 
 
@@ -210,15 +210,15 @@ def test_written_files_respect_the_umask(tiny_dir, tmp_path):
 def test_replaying_a_long_log_equals_running_with_the_rule(tiny, tmp_path, window):
     """Training does not depend on when it stops: the replayed stop of a long run is the
     stop of a run made with the rule, with the same best epoch and test metrics."""
+    from mgnm.runs import read_log
     from mgnm.train.stopping import replay
-    from mgnm.train.trainer import read_log
 
     long = fit(cfg(model="bpr", epochs=40, patience=1000, learning_rate=0.05), tiny,
                run_dir=tmp_path / "long")
     assert long.epochs_run == 40
     short = fit(cfg(model="bpr", epochs=40, patience=3, stop_window=window, learning_rate=0.05),
                 tiny, run_dir=tmp_path / "short")
-    got = replay(read_log(tmp_path / "long" / "log.jsonl"), "recall@20", 3, window)
+    got = replay(read_log(tmp_path / "long"), "recall@20", 3, window)
     assert got["stop_epoch"] == short.epochs_run < 40
     assert got["best_epoch"] == short.best_epoch
     assert got["test"] == short.test and got["valid"] == short.valid

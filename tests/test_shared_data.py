@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from conftest import shared_dataset
 
+from mgnm.config import resolve_config
 from mgnm.data import load_dataset
-from mgnm.train.config import resolve_config
 from mgnm.train.trainer import Trainer
 
 

@@ -25,8 +25,9 @@ from conftest import write_dataset  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from mgnm.experiments.grid import plan_runs  # noqa: E402
+from mgnm.runs import read_log  # noqa: E402
 from mgnm.track import Tracking, TrackingWarning, push  # noqa: E402
-from mgnm.train.trainer import fit, read_log  # noqa: E402
+from mgnm.train.trainer import fit  # noqa: E402
 
 FAST = {"model": "lightgcn", "epochs": 3, "batch_size": 64, "device": "cpu", "patience": 5}
 
@@ -74,7 +75,7 @@ def expected_params(run_dir: Path) -> dict[str, str]:
 def expected_epochs(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """``metric -> [(epoch, value)]`` straight from log.jsonl."""
     out: dict[str, list[tuple[int, float]]] = {}
-    for rec in read_log(run_dir / "log.jsonl"):
+    for rec in read_log(run_dir):
         e = rec["epoch"]
         pairs = [(f"train/{k}", v) for k, v in rec["losses"].items()]
         pairs += [(f"valid/{k.replace('@', '_at_')}", v) for k, v in rec["valid"].items()]
@@ -352,7 +353,7 @@ def test_a_tracking_server_refusing_connections_leaves_a_complete_run_and_one_wa
     assert f"mgnm track {run_dir} --to mlflow --tracking-uri {uri}" in warnings[0]
     result = json.loads((run_dir / "result.json").read_text())
     assert result["epochs_run"] == 3
-    assert [r["epoch"] for r in read_log(run_dir / "log.jsonl")] == [1, 2, 3]
+    assert [r["epoch"] for r in read_log(run_dir)] == [1, 2, 3]
 
 
 def test_track_command_sends_what_it_can_and_names_what_it_cannot(tmp_path, finished_run,

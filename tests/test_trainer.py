@@ -13,10 +13,10 @@ import time
 import pytest
 import torch
 
+from mgnm.config import resolve_config
 from mgnm.errors import CheckpointError, StorageError
 from mgnm.models import MODELS
 from mgnm.train import io
-from mgnm.train.config import resolve_config
 from mgnm.train.trainer import Callback, Trainer, fit, resume
 
 RESULT_KEYS = {"model", "dataset", "seed", "best_epoch", "epochs_run", "valid", "test",
@@ -103,7 +103,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny, tmp_path, model):
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     from mgnm.data import load_dataset
-    from mgnm.train.config import resolve_config
+    from mgnm.config import resolve_config
     from mgnm.train.trainer import Callback, Trainer
 
     class Slow(Callback):

@@ -8,36 +8,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from mgnm.data.dataset import Dataset, load_dataset
+from mgnm.config import RunConfig, load_config_file, load_preset, resolve_config
+from mgnm.data.dataset import Dataset
 from mgnm.datasets import demo_path
-from mgnm.errors import CheckpointError, DataError
-from mgnm.models import Recommender
 from mgnm.predict.predictor import (  # re-exported: api.Predictor, api.Recommendation
     Predictor,
     Recommendation,
 )
-from mgnm.train import io
-from mgnm.train.config import RunConfig, load_config_file, load_preset, resolve_config
-from mgnm.train.evaluator import Evaluator
-from mgnm.train.trainer import (
-    Callback,
-    Result,
-    Trainer,
-    build_model,
-    evaluate_model,
+from mgnm.runs import LoadedRun as LoadedRun  # re-exported: api.LoadedRun, api.load_run
+from mgnm.runs import (
     isolated_process_state,
-    load_run_config,
-    prepare_dataset,
+    load_run,
     resolve_device,
-    warn_if_data_changed,
 )
+from mgnm.train import io
+from mgnm.train.evaluator import Evaluator
+from mgnm.train.trainer import Callback, Result, Trainer, evaluate_model
 
 
 def make_config(
@@ -78,56 +69,6 @@ def train(
     path = None if isinstance(data, Dataset) else data
     cfg = make_config(model, path, preset=preset, config_file=config_file, overrides=overrides)
     return Trainer(cfg, dataset, run_dir=run_dir, callbacks=callbacks).run()
-
-
-@dataclass
-class LoadedRun:
-    """A finished (or interrupted) run's config, data and best model, ready to score."""
-
-    config: RunConfig
-    dataset: Dataset
-    model: Recommender
-    best_epoch: int
-    run_dir: Path
-
-    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The best model's final user and item tables (detached, no gradient)."""
-        return self.model.final_embeddings()
-
-
-def load_run(
-    run_dir: str | Path, data: str | Path | Dataset | None = None, device: str = "cpu"
-) -> LoadedRun:
-    """Rebuild the model of ``run_dir`` with the weights of its best validation epoch."""
-    run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    if isinstance(data, Dataset):
-        dataset = data
-    else:
-        source = data if data is not None else config.data
-        if source is None:
-            raise CheckpointError(f"{run_dir}: the run does not record its data; pass --data")
-        if not Path(source).exists():
-            raise DataError(f"{source}: the run's dataset directory does not exist "
-                            f"(pass --data to point at it)")
-        dataset = load_dataset(source)
-        warn_if_data_changed(run_dir, dataset)
-    dataset = prepare_dataset(config, dataset)
-    dev = resolve_device(device)
-    # building draws initial weights (then replaced by best.pt): leave the caller's RNGs as
-    # they were
-    with isolated_process_state(torch.get_num_threads(),
-                                torch.are_deterministic_algorithms_enabled()):
-        torch.manual_seed(config.train.seed)
-        model = build_model(config, dataset, dev)
-    best = io.load_torch(run_dir / "best.pt", map_location=dev)
-    try:
-        model.load_state_dict(best["model"])
-        epoch = int(best["epoch"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"{run_dir / 'best.pt'}: does not match model "
-                              f"{config.model!r} ({str(exc).splitlines()[0]})") from None
-    return LoadedRun(config, dataset, model, epoch, run_dir)
 
 
 def evaluate_run(

@@ -47,8 +47,8 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
     runs are reused and interrupted ones resumed; a changed --set/--config/--preset makes new
     runs. Exits with status 2 when a run failed or none finished.
     """
+    from mgnm.config import flat_sources, parse_set
     from mgnm.experiments import sweep
-    from mgnm.train.config import flat_sources, parse_set
 
     base = flat_sources(preset, config_file, sets)
     base.pop("model", None)
@@ -93,7 +93,7 @@ def tune(model, data, space, trials, sampler, pruner, warmup_epochs, startup_tri
          tracking_uri) -> None:
     """Search MODEL's hyper-parameters with Optuna, selected on validation; the chosen
     trial's test metrics are computed once, at the end. Rerun to continue a search."""
-    from mgnm.train.config import flat_sources
+    from mgnm.config import flat_sources
     from mgnm.tune.search import tune as run_tune
 
     base = flat_sources(preset, config_file, sets)

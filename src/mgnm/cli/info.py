@@ -37,8 +37,8 @@ def info(data_dir, as_json) -> None:
 @click.argument("name", required=False)
 def models(name) -> None:
     """List the models, or with NAME every config key of that model (type, default, meaning)."""
+    from mgnm.config import describe_keys
     from mgnm.models import MODELS, get_model_class
-    from mgnm.train.config import describe_keys
 
     if name is None:  # each description whole, wrapped under its own column
         import shutil
@@ -62,7 +62,7 @@ def models(name) -> None:
 @click.command()
 def presets() -> None:
     """List the named config presets."""
-    from mgnm.train.config import load_preset, preset_names
+    from mgnm.config import load_preset, preset_names
 
     for name in preset_names():
         keys = load_preset(name)

@@ -39,7 +39,7 @@ def train(model, data, config_file, preset, sets, seed, device, threads, out, re
           quiet, track, tracking_uri, track_base, track_experiment) -> None:
     """Train a model to early stopping; writes a run directory with result.json."""
     from mgnm import api
-    from mgnm.train.config import parse_set
+    from mgnm.config import parse_set
     from mgnm.train.progress import default_progress
     from mgnm.train.trainer import resume
 
@@ -50,9 +50,9 @@ def train(model, data, config_file, preset, sets, seed, device, threads, out, re
         if others:
             raise click.UsageError(f"--resume uses the run's saved config; drop "
                                    f"{', '.join(others)}")
-        from mgnm.train.trainer import load_run_config
+        from mgnm.runs import read_config
 
-        cfg = load_run_config(resume_dir)
+        cfg = read_config(resume_dir)
         run_dir = Path(resume_dir)
         tracker = tracking(track_kind(track, cfg.train.tracking, tracking_uri),
                            run_dir.absolute().parent, tracking_uri, run_dir, track_base,
@@ -101,13 +101,13 @@ def train(model, data, config_file, preset, sets, seed, device, threads, out, re
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def evaluate(run_dir, data, device, as_json) -> None:
     """Re-evaluate a run's best model on validation and test."""
-    from mgnm import api
+    from mgnm import api, runs
 
     res = api.evaluate_run(run_dir, data=data, device=device)
     if as_json:
         click.echo(json.dumps(res, indent=2))
     else:
-        cfg = api.load_run_config(run_dir)
+        cfg = runs.read_config(run_dir)
         metrics_table(f"{cfg.model}: {run_dir}", res, cfg.train.topk)
 
 
@@ -119,7 +119,7 @@ def evaluate(run_dir, data, device, as_json) -> None:
 @click.option("--metric", help="Validation metric to plot (default: the run's valid_metric).")
 def plot(run_dirs, output, metric) -> None:
     """Plot validation metric and training loss per epoch of one or more runs."""
-    from mgnm.experiments.report import plot_curves
+    from mgnm.plots import plot_curves
 
     click.echo(f"wrote {plot_curves([Path(d) for d in run_dirs], Path(output), metric)}")
 

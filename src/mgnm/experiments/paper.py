@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mgnm.config import load_preset, preset_names
 from mgnm.data.dataset import load_dataset
 from mgnm.experiments.grid import RunSpec, expand_grid, plan_runs
 from mgnm.models import MODELS, get_model_class
-from mgnm.train.config import load_preset, preset_names
 
 #: Table I's columns (the paper's order), then the two models this project adds.
 TABLE1_MODELS = ("bpr", "lightgcn", "vbpr", "mmgcn", "dualgnn", "lattice", "bm3", "mgcn",

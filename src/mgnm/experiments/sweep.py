@@ -19,9 +19,10 @@ from mgnm.experiments.grid import (
     RunOutcome,
     RunSpec,
     aggregate,
-    run_all,
     select_best,
 )
+from mgnm.experiments.runners import run_all
+from mgnm.plots import plot_curves
 from mgnm.track import tracking_for
 
 
@@ -205,7 +206,7 @@ def run_experiment(name: str, data: str | Path, out: Path, seeds: Sequence[int],
     if plot:
         finished = [o.spec.run_dir for o in outcomes if o.result]
         if finished:
-            report.plot_curves(finished, out / "curves.png")
+            plot_curves(finished, out / "curves.png")
         if name == "sensitivity" and result.rows:
             report.plot_sensitivity(result.rows, out / "sensitivity.png")
     return result

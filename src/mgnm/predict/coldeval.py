@@ -33,6 +33,7 @@ from mgnm.data.dataset import Dataset, load_dataset
 from mgnm.errors import DataError, UnsupportedError
 from mgnm.models.neighbours import content_vectors
 from mgnm.predict.predictor import Predictor
+from mgnm.runs import CHECKPOINT, load_run
 from mgnm.train import io
 from mgnm.train.evaluator import rank_metrics
 
@@ -256,11 +257,9 @@ def evaluate_cold(run_dir: str | Path | None = None, *, data: str | Path | None 
         if data is None:
             raise DataError("give a run directory, or a dataset for a reference scorer")
         return evaluate_reference(load_dataset(data), reference, split, ks, catalogue)
-    from mgnm.api import load_run
-
     run = load_run(run_dir, data)
     if weights == "last":
-        state = io.load_torch(Path(run_dir) / "checkpoint.pt")
+        state = io.load_torch(Path(run_dir) / CHECKPOINT)
         try:
             run.model.load_state_dict(state["model"])
         except (KeyError, TypeError, RuntimeError):

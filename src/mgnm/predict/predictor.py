@@ -32,6 +32,7 @@ from mgnm.data.dataset import Dataset
 from mgnm.data.idmap import MAP_FILES, IdMap
 from mgnm.errors import DataError
 from mgnm.models.placement import Placement, Trained, build_placement
+from mgnm.runs import load_run
 from mgnm.train.evaluator import recommend_topk
 
 MAX_K = 1000
@@ -126,14 +127,12 @@ class Predictor:
     def load(cls, run_dir: str | Path, data: str | Path | Dataset | None = None,
              device: str = "cpu") -> Predictor:
         """Load the best model of ``run_dir`` (``data``: the dataset, if it moved)."""
-        from mgnm.api import load_run  # the API re-exports this class
-
         return cls.from_run(load_run(run_dir, data, device))
 
     @classmethod
     @torch.no_grad()
     def from_run(cls, run: Any) -> Predictor:
-        """From a :class:`mgnm.api.LoadedRun` (anything with ``.model``, ``.dataset``)."""
+        """From a :class:`mgnm.runs.LoadedRun` (anything with ``.model``, ``.dataset``)."""
         model, ds = run.model, run.dataset
         u, i = model.final_embeddings()
         u, i = u.cpu().float(), i.cpu().float()

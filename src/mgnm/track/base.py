@@ -131,7 +131,7 @@ def curves_png(run_dir: Path | None) -> Iterator[Path | None]:
     if run_dir is None or not (Path(run_dir) / "log.jsonl").is_file():
         yield None
         return
-    from mgnm.experiments.report import plot_curves
+    from mgnm.plots import plot_curves
 
     with tempfile.TemporaryDirectory(prefix="mgnm-curves-") as tmp:
         out = Path(tmp) / "curves.png"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mgnm import runs
 from mgnm.errors import MgnmError
 from mgnm.track.base import reason, require, spec_from_files, study_spec
 from mgnm.track.live import KINDS, make_target
@@ -46,7 +47,7 @@ class PushReport:
 def tracked_base(paths: list[Path]) -> Path:
     """The directory the runs are named below: the common folder of the given folders
     (a run directory counts as its parent)."""
-    dirs = [p.parent if (p / "config.yaml").is_file() else p for p in paths]
+    dirs = [p.parent if (p / runs.CONFIG).is_file() else p for p in paths]
     return Path(os.path.commonpath([str(d.absolute()) for d in dirs]))
 
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
+from mgnm import runs
 from mgnm.errors import CheckpointError
 from mgnm.train import io
-from mgnm.train.trainer import DATA_RECORD, read_log
 
 #: Directories a search for run directories does not enter.
 SKIP_DIRS = frozenset({"tensorboard", "mlartifacts", "mlruns", "__pycache__"})
@@ -115,7 +115,7 @@ class RunFiles:
         """Read ``config.yaml``, ``log.jsonl``, ``result.json`` and ``data.json``; a
         malformed file is a :class:`CheckpointError` naming it."""
         run_dir = Path(run_dir)
-        path = run_dir / "config.yaml"
+        path = run_dir / runs.CONFIG
         try:
             config = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -124,14 +124,12 @@ class RunFiles:
             raise CheckpointError(f"{path}: unreadable ({str(exc).splitlines()[0]})") from None
         if not isinstance(config, dict):
             raise CheckpointError(f"{path}: expected a mapping of config keys")
-        result = io.read_json(run_dir / "result.json") if (run_dir / "result.json").is_file() \
+        result = io.read_json(run_dir / runs.RESULT) if (run_dir / runs.RESULT).is_file() \
             else None
         if result is not None and not (isinstance(result, dict) and "test" in result
                                        and "valid" in result):
-            raise CheckpointError(f"{run_dir / 'result.json'}: not a run result")
-        data = io.read_json(run_dir / DATA_RECORD) if (run_dir / DATA_RECORD).is_file() \
-            else None
-        return cls(run_dir, config, read_log(run_dir / "log.jsonl"), result, data)
+            raise CheckpointError(f"{run_dir / runs.RESULT}: not a run result")
+        return cls(run_dir, config, runs.read_log(run_dir), result, runs.read_data_record(run_dir))
 
     @property
     def finished(self) -> bool:
@@ -145,7 +143,7 @@ class RunFiles:
 
     def started_ms(self) -> int | None:
         """When the run started, as its ``config.yaml`` was written (milliseconds)."""
-        return _mtime_ms(self.run_dir / "config.yaml")
+        return _mtime_ms(self.run_dir / runs.CONFIG)
 
     def epoch_times_ms(self) -> list[int]:
         """When each epoch ended, as far as the files tell: the start plus the seconds the
@@ -158,7 +156,7 @@ class RunFiles:
         return out
 
     def ended_ms(self) -> int | None:
-        return _mtime_ms(self.run_dir / "result.json") if self.finished else None
+        return _mtime_ms(self.run_dir / runs.RESULT) if self.finished else None
 
 
 def _mtime_ms(path: Path) -> int | None:
@@ -169,8 +167,8 @@ def _mtime_ms(path: Path) -> int | None:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and ((path / "log.jsonl").is_file()
-                                                 or (path / "result.json").is_file())
+    return (path / runs.CONFIG).is_file() and ((path / runs.LOG).is_file()
+                                               or (path / runs.RESULT).is_file())
 
 
 def is_tune_dir(path: Path) -> bool:

@@ -20,12 +20,10 @@ torch's RNG state is restored.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import platform
 import random
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,22 +31,26 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
-from mgnm.data.dataset import Dataset, load_dataset
-from mgnm.data.fingerprint import changed_files, fingerprint
-from mgnm.data.inputs import build_inputs
+from mgnm import runs
+from mgnm.config import RunConfig, resolve_config
+from mgnm.data.dataset import Dataset
 from mgnm.data.sampler import BPRSampler
 from mgnm.errors import CheckpointError, ConfigError, DataError, TrainingError
-from mgnm.models import Recommender, get_model_class
+from mgnm.models import Recommender
+from mgnm.runs import (
+    build_model,
+    isolated_process_state,
+    prepare_dataset,
+    resolve_device,
+    warn_if_data_changed,
+)
 from mgnm.train import io
-from mgnm.train.config import RunConfig, resolve_config
 from mgnm.train.evaluator import Evaluator
 from mgnm.train.provenance import software
 from mgnm.train.stopping import EarlyStopping
 
 CHECKPOINT_VERSION = 2
-DATA_RECORD = "data.json"  # the run's dataset: absolute path and a fingerprint of its files
 
 
 @dataclass
@@ -104,14 +106,6 @@ class Callback:
         ``TrialPruned``); called once, then ``error`` propagates."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but torch sees no CUDA device")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -131,49 +125,6 @@ def eval_generator(seed: int, epoch: int, split: str, device: torch.device) -> t
     gen = torch.Generator(device=device)
     gen.manual_seed(int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
     return gen
-
-
-@contextlib.contextmanager
-def isolated_process_state(threads: int, deterministic: bool) -> Iterator[None]:
-    """Torch's thread count and deterministic-algorithms flag, and the global RNGs of Python,
-    numpy and torch, as they were before the block: a library call leaves them unchanged."""
-    saved_threads = torch.get_num_threads()
-    saved_det = torch.are_deterministic_algorithms_enabled()
-    saved_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    saved_py, saved_np = random.getstate(), np.random.get_state()
-    saved_torch = torch.get_rng_state()
-    saved_cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    torch.set_num_threads(threads)
-    # without it, the backward of a gather with repeated indices (every batch repeats users)
-    # sums in thread order and reruns differ in the last bits
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved_threads)
-        torch.use_deterministic_algorithms(saved_det, warn_only=saved_warn)
-        random.setstate(saved_py)
-        np.random.set_state(saved_np)
-        torch.set_rng_state(saved_torch)
-        if saved_cuda is not None:
-            torch.cuda.set_rng_state_all(saved_cuda)
-
-
-def prepare_dataset(config: RunConfig, dataset: Dataset | None) -> Dataset:
-    """The dataset of ``config`` (loaded when not given) restricted to its modalities."""
-    if dataset is None:
-        if config.data is None:
-            raise ConfigError("no dataset given (set 'data' or pass a Dataset)")
-        dataset = load_dataset(config.data)
-    mods = config.train.modalities
-    dataset = dataset.with_modalities(list(mods) if mods is not None else None)
-    cls = get_model_class(config.model)
-    if cls.needs_features and not dataset.features:
-        raise DataError(
-            f"{dataset.path or dataset.name}: model {config.model!r} needs at least one "
-            f"modality (a <name>_feat.npy file) and this dataset has none"
-        )
-    return dataset
 
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
@@ -223,12 +174,6 @@ def adam_state_for(optimizer: torch.optim.Adam, saved: dict[str, Any]) -> dict[s
     kernel = {k: optimizer.param_groups[0][k] for k in ("fused", "foreach")}
     groups = [{**g, **kernel} for g in saved["param_groups"]]
     return {**saved, "param_groups": groups}
-
-
-def build_model(config: RunConfig, dataset: Dataset, device: torch.device) -> Recommender:
-    cls = get_model_class(config.model)
-    inputs = build_inputs(dataset, device, config.train.sparse_format)
-    return cls(config.params, inputs).to(device)
 
 
 class Trainer:
@@ -306,18 +251,14 @@ class Trainer:
                 self._rng = torch.get_rng_state()
 
     # ------------------------------------------------------------------ run directory
-    def _path(self, name: str) -> Path:
-        assert self.run_dir is not None
-        return self.run_dir / name
-
     def _start_run_dir(self) -> None:
         if self.run_dir is None:
             return
         io.make_dirs(self.run_dir)
-        io.write_yaml(self._path("config.yaml"), self.config.flat())
+        runs.write_config(self.run_dir, self.config)
         if self.dataset.path is not None:
-            io.write_json(self._path(DATA_RECORD), fingerprint(self.dataset.path))
-        io.remove(self._path("log.jsonl"))
+            runs.write_data_record(self.run_dir, self.dataset.path)
+        runs.clear_log(self.run_dir)
 
     def state_dict(self) -> dict[str, Any]:
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
@@ -368,21 +309,15 @@ class Trainer:
     def resume(self) -> None:
         if self.run_dir is None:
             raise CheckpointError("resume needs a run directory")
-        ckpt = self._path("checkpoint.pt")
-        if not ckpt.is_file() and self._path("result.json").is_file():
-            raise CheckpointError(f"{self.run_dir}: the run has finished (result.json) and its "
-                                  f"checkpoint.pt was not kept; there is nothing to resume")
-        state = io.load_torch(ckpt, map_location=self.device)
-        self.load_state_dict(state, str(ckpt))
+        state = runs.load_checkpoint(self.run_dir, self.device)
+        self.load_state_dict(state, str(self.run_dir / runs.CHECKPOINT))
         warn_if_data_changed(self.run_dir, self.dataset)
         # keep the log lines of the epochs the checkpoint covers, drop any later ones
-        kept = [json.dumps(r) for r in read_log(self._path("log.jsonl"))
-                if r.get("epoch", math.inf) <= self.epoch]
-        io.atomic_write_text(self._path("log.jsonl"), "".join(f"{x}\n" for x in kept))
+        runs.truncate_log(self.run_dir, self.epoch)
 
     def _save_checkpoint(self) -> None:
         if self.run_dir is not None:
-            io.save_torch(self._path("checkpoint.pt"), self.state_dict())
+            runs.save_checkpoint(self.run_dir, self.state_dict())
 
     # ------------------------------------------------------------------ loop
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -456,9 +391,9 @@ class Trainer:
                 cb.on_epoch(record)
         result = self.result()
         if self.run_dir is not None:
-            io.write_json(self._path("result.json"), result.to_dict())
+            runs.write_result(self.run_dir, result.to_dict())
             if not self.tc.keep_checkpoint:
-                io.remove(self._path("checkpoint.pt"))
+                runs.remove_checkpoint(self.run_dir)
         return result
 
     def _one_epoch(self, metric: str) -> EpochRecord:
@@ -481,8 +416,7 @@ class Trainer:
             self.best_epoch, self.best_value = self.epoch, valid[metric]
             self.best_valid, self.best_test = valid, test or {}
             if self.run_dir is not None:
-                io.save_torch(self._path("best.pt"), {"epoch": self.epoch,
-                                                      "model": self.model.state_dict()})
+                runs.save_best(self.run_dir, self.epoch, self.model.state_dict())
         if self.stopping.update(valid[metric]):
             self.finished = True
         record = EpochRecord(
@@ -491,7 +425,7 @@ class Trainer:
             best_epoch=self.best_epoch, best_valid=self.best_value,
         )
         if self.run_dir is not None:
-            io.append_text(self._path("log.jsonl"), json.dumps(asdict(record)) + "\n")
+            runs.append_log(self.run_dir, asdict(record))
         self._rng = torch.get_rng_state()
         self._save_checkpoint()
         return record
@@ -542,46 +476,6 @@ def evaluate_model(model: Recommender, evaluator: Evaluator, splits: Sequence[st
     return {s: evaluator.evaluate(*emb(s), s) for s in splits}
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The epoch records of a run's ``log.jsonl`` (none when it does not exist). A last line
-    cut off by a kill is skipped with a warning; any other malformed line is an error naming
-    the file and line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") \
-            from None
-    numbered = [(i, x) for i, x in enumerate(lines, 1) if x.strip()]
-    records = []
-    for pos, (i, line) in enumerate(numbered):
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or not isinstance(rec.get("valid"), dict):
-                raise ValueError("not an epoch record")
-        except ValueError as exc:
-            if pos == len(numbered) - 1 and isinstance(exc, json.JSONDecodeError):
-                warnings.warn(f"{path}, line {i}: cut off (the run was interrupted?); skipped",
-                              stacklevel=2)
-                continue
-            raise CheckpointError(f"{path}, line {i}: not an epoch record ({exc})") from None
-        records.append(rec)
-    return records
-
-
-def warn_if_data_changed(run_dir: Path, dataset: Dataset) -> None:
-    """Warn when the dataset's files differ from those the run was trained on."""
-    record = Path(run_dir) / DATA_RECORD
-    if dataset.path is None or not record.is_file():
-        return
-    saved = io.read_json(record)
-    diff = changed_files(saved, fingerprint(dataset.path))
-    if diff:
-        warnings.warn(f"{dataset.path}: the data changed since run {run_dir} was trained "
-                      f"({', '.join(diff)}); its results may not be reproducible", stacklevel=2)
-
-
 def fit(
     config: RunConfig | dict[str, Any],
     dataset: Dataset | None = None,
@@ -595,27 +489,13 @@ def fit(
     return Trainer(config, dataset, run_dir=run_dir, callbacks=callbacks).run()
 
 
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    path = Path(run_dir) / "config.yaml"
-    if not Path(run_dir).is_dir():
-        raise CheckpointError(f"{run_dir}: run directory does not exist")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (is {run_dir} a run directory?)")
-    try:
-        flat = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except Exception as exc:
-        raise CheckpointError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(flat, dict):
-        raise CheckpointError(f"{path}: expected a mapping")
-    return resolve_config(flat)
-
 
 def resume(run_dir: str | Path, dataset: Dataset | None = None, *,
            callbacks: Sequence[Callback] = (), device: str | None = None,
            threads: int | None = None) -> Result:
     """Continue the interrupted run in ``run_dir`` (its saved config is used as is; the
     device and thread count, which do not change the result, may be given anew)."""
-    config = load_run_config(run_dir)
+    config = runs.read_config(run_dir)
     if device is not None:
         config = config.replace(device=device)
     if threads is not None:

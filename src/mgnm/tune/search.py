@@ -1,6 +1,6 @@
 """``mgnm tune``: Optuna over a space file, trials pruned on their validation curve.
 
-- Every trial is an ordinary run (the experiments' :func:`~mgnm.experiments.grid.run_one`) in
+- Every trial is an ordinary run (the experiments' :func:`~mgnm.experiments.runners.local.run_one`) in
   ``<out>/trials/<name>-<digest>/seed<N>``, keyed by its resolved config like every
   experiment run: a config sampled twice is trained once, an interrupted trial resumes from
   its checkpoint.
@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mgnm.config import resolve_config
 from mgnm.errors import ConfigError, MgnmError
-from mgnm.experiments.grid import RunSpec, attempt, plan_runs, run_one, with_threads
+from mgnm.experiments.grid import RunSpec, plan_runs
+from mgnm.experiments.runners.local import attempt, run_one, with_threads
 from mgnm.track import tracking_for
 from mgnm.train import io
-from mgnm.train.config import resolve_config
 from mgnm.train.trainer import Callback, EpochRecord
 from mgnm.tune.space import Param, load_space, suggest_all
 
@@ -310,7 +311,7 @@ def _run_on_ray(study: Any, ask: Callable, tell: Callable, finished: Callable[[]
                 trials: int, storage: str, pruner: tuple[str, int, int], opts: dict[str, Any]
                 ) -> None:
     """Keep as many trials in flight as the cluster has room for; Ray places them."""
-    from mgnm.experiments.ray_backend import ray_session
+    from mgnm.experiments.runners.ray import ray_session
 
     cpus, gpus = float(opts.get("cpus_per_run", 1.0)), float(opts.get("gpus_per_run", 0.0))
     with ray_session(opts.get("address"), opts.get("num_cpus")) as ray:

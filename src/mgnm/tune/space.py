@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mgnm.config import load_config_file, resolve_config
 from mgnm.errors import ConfigError
-from mgnm.train.config import load_config_file, resolve_config
 
 _FIELDS = {"low", "high", "log", "step", "choices", "when"}
 

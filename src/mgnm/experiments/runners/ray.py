@@ -16,14 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from mgnm.errors import MgnmError
-from mgnm.experiments.grid import (
-    RunOutcome,
-    RunSpec,
-    attempt,
-    finished_result,
-    run_one,
-    with_threads,
-)
+from mgnm.experiments.grid import RunOutcome, RunSpec, finished_result
+from mgnm.experiments.runners.local import attempt, run_one, with_threads
 from mgnm.train.trainer import Callback
 
 
