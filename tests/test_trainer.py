@@ -210,18 +210,6 @@ def test_reruns_with_large_repeating_batches_are_bit_identical(tmp_path):
         assert torch.equal(v, runs[1].model.state_dict()[k]), k
 
 
-def test_keep_freed_memory_is_accepted_by_glibc():
-    import platform
-
-    import pytest
-
-    from mgnm.train.trainer import keep_freed_memory
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        pytest.skip("mallopt thresholds exist only in glibc")
-    assert keep_freed_memory() is True
-
-
 def test_fused_adam_takes_the_same_steps_as_the_loop_implementation():
     """make_adam's fused kernel against torch's per-parameter loop Adam (a separate code path),
     over several steps with changing gradients: equal up to float rounding."""

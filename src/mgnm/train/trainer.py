@@ -127,30 +127,6 @@ def eval_generator(seed: int, epoch: int, split: str, device: torch.device) -> t
     return gen
 
 
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc's allocator to keep freed blocks of up to 32 MB instead of unmapping them.
-
-    A training step on the CPU allocates and frees the same few-MB tensors hundreds of times;
-    with glibc's defaults each is a fresh mmap whose pages fault in again (measured on TikTok:
-    ~630k minor page faults in three MGNM epochs, ~150k with this, 5-8% of the epoch time).
-    Only the process-wide allocator thresholds change. A no-op (False) off glibc.
-    """
-    if platform.system() != "Linux":
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-                    and libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
-                    and libc.mallopt(_M_TOP_PAD, 64 << 20))
-    except (OSError, AttributeError):
-        return False
-
-
 def make_adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
     """Adam over the model's parameters, as one fused kernel where torch has one.
 
