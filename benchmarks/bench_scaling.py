@@ -2,7 +2,7 @@
 Amazon Baby's size, a log-log plot, and the slope of log(time) against log(interactions).
 
     nice -n 10 python benchmarks/bench_scaling.py --scales 1,4 --epochs 1 \
-        --plot docs/scaling.png --json docs/scaling.json
+        --plot scaling.png --json scaling.json
 
 A graph at scale ``s`` has ``s`` times Baby's users, items and interactions. Degrees keep
 Baby's distribution: each synthetic user's degree is drawn from Baby's user degree sequence
@@ -229,7 +229,8 @@ def main() -> None:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")
     if args.json:
-        args.json.write_text(json.dumps({"source": source, "features": args.features,
+        args.json.write_text(json.dumps({"argv": sys.argv[1:], "source": source,
+                                         "features": args.features,
                                          "epochs": args.epochs, "rows": rows,
                                          "slopes": slopes}, indent=1) + "\n")
 

@@ -118,3 +118,29 @@ def test_kernel_bench_times_whole_tables_against_batch_rows(tiny_dir):
     assert [x.split(":")[1].split("|")[0].strip() for x in lines] == ["whole tables", "batch rows",
                                                                   "batch rows, indexed"]
     assert all(float(x.split("|")[3].split()[0]) > 0 for x in lines)
+
+
+def test_a_merge_of_earlier_runs_keeps_their_rows_and_records_its_arguments(tiny_dir, tmp_path):
+    import json
+    import subprocess
+
+    def row(scale, model, seconds):
+        return {"scale": scale, "users": 3 * scale, "items": 2 * scale,
+                "interactions": 6 * scale, "model": model, "epoch_s": seconds,
+                "epoch_cpu_s": seconds, "eval_s": None, "eval_cpu_s": None,
+                "batches_per_epoch": 2 * scale, "peak_rss_mb": 10 * scale}
+
+    (tmp_path / "l.json").write_text(json.dumps({"rows": [row(1, "lightgcn", 1.0),
+                                                          row(4, "lightgcn", 4.0)]}))
+    (tmp_path / "m.json").write_text(json.dumps({"rows": [row(1, "mgnm", 2.0)]}))
+    argv = ["--scales", "", "--source", str(tiny_dir / "tiny.inter"), "--include",
+            str(tmp_path / "l.json"), "--include", str(tmp_path / "m.json"),
+            "--json", str(tmp_path / "out.json")]
+    script = Path(bs.__file__)
+    subprocess.run([sys.executable, str(script), *argv], check=True, capture_output=True)
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["argv"] == argv
+    assert [(r["scale"], r["model"]) for r in out["rows"]] == [(1, "lightgcn"), (1, "mgnm"),
+                                                               (4, "lightgcn")]
+    # epoch seconds x4 over 4x the interactions: slope 1 on the log-log axes
+    assert out["slopes"]["lightgcn"]["epoch_s"] == pytest.approx(1.0)
