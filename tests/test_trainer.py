@@ -13,10 +13,10 @@ import time
 import pytest
 import torch
 
+from mgnm import storage
 from mgnm.config import resolve_config
 from mgnm.errors import CheckpointError, StorageError
 from mgnm.models import MODELS
-from mgnm.train import io
 from mgnm.train.trainer import Callback, Trainer, fit, resume
 
 RESULT_KEYS = {"model", "dataset", "seed", "best_epoch", "epochs_run", "valid", "test",
@@ -171,14 +171,14 @@ def test_checkpoint_of_another_model_is_rejected(tiny, tmp_path):
 
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
     p = tmp_path / "f.json"
-    io.write_json(p, {"a": 1})
+    storage.write_json(p, {"a": 1})
 
     def boom(*a, **k):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(StorageError, match=r"f\.json: cannot write \(disk full\)"):
-        io.write_json(p, {"a": 2})
+        storage.write_json(p, {"a": 2})
     assert json.loads(p.read_text()) == {"a": 1}
     assert [x.name for x in tmp_path.iterdir()] == ["f.json"]
 
@@ -241,12 +241,12 @@ def test_checkpoint_of_unfused_adam_resumes_with_the_fused_kernel(tiny, tmp_path
     with pytest.raises(KeyboardInterrupt):
         fit(c, tiny, run_dir=tmp_path / "run", callbacks=[Interrupt(1)])
     path = tmp_path / "run" / "checkpoint.pt"
-    state = io.load_torch(path)
+    state = storage.load_torch(path)
     for g in state["optimizer"]["param_groups"]:
         g["fused"], g["foreach"] = None, None
-    io.save_torch(path, state)
+    storage.save_torch(path, state)
     t = Trainer(c, tiny, run_dir=tmp_path / "run")
-    t.load_state_dict(io.load_torch(path), str(path))
+    t.load_state_dict(storage.load_torch(path), str(path))
     assert t.optimizer.param_groups[0]["fused"] is True
     saved = state["optimizer"]["state"]
     for i, p in enumerate(t.model.parameters()):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mgnm import storage
 from mgnm.config import RunConfig, load_config_file, load_preset, resolve_config
 from mgnm.data.dataset import Dataset
 from mgnm.datasets import demo_path
@@ -26,7 +27,6 @@ from mgnm.runs import (
     load_run,
     resolve_device,
 )
-from mgnm.train import io
 from mgnm.train.evaluator import Evaluator
 from mgnm.train.trainer import Callback, Result, Trainer, evaluate_model
 
@@ -113,5 +113,5 @@ def export_embeddings(run_dir: str | Path, path: str | Path,
         if id_map is not None:  # plain unicode arrays: they load without pickle
             arrays[key] = np.asarray(id_map.original, dtype=str)
     np.savez(buf, **arrays)
-    io.atomic_write_bytes(path, buf.getvalue())
+    storage.atomic_write_bytes(path, buf.getvalue())
     return Path(path)

@@ -30,13 +30,13 @@ import numpy as np
 import torch
 import yaml
 
+from mgnm import storage
 from mgnm.config import RunConfig, resolve_config
 from mgnm.data.dataset import Dataset, load_dataset
 from mgnm.data.fingerprint import changed_files, fingerprint
 from mgnm.data.inputs import build_inputs
 from mgnm.errors import CheckpointError, ConfigError, DataError
 from mgnm.models import Recommender, get_model_class
-from mgnm.train import io
 
 CONFIG = "config.yaml"
 DATA_RECORD = "data.json"
@@ -48,7 +48,7 @@ RESULT = "result.json"
 
 # ---------------------------------------------------------------------------- config
 def write_config(run_dir: Path, config: RunConfig) -> None:
-    io.write_yaml(Path(run_dir) / CONFIG, config.flat())
+    storage.write_yaml(Path(run_dir) / CONFIG, config.flat())
 
 
 def read_config(run_dir: str | Path) -> RunConfig:
@@ -101,28 +101,28 @@ def read_log(run_dir: str | Path, *, missing_ok: bool = True) -> list[dict[str, 
 
 
 def append_log(run_dir: Path, record: dict[str, Any]) -> None:
-    io.append_text(Path(run_dir) / LOG, json.dumps(record) + "\n")
+    storage.append_text(Path(run_dir) / LOG, json.dumps(record) + "\n")
 
 
 def truncate_log(run_dir: Path, epoch: float) -> None:
     """Keep the log lines of the epochs up to ``epoch``, drop any later ones."""
     kept = [json.dumps(r) for r in read_log(run_dir) if r.get("epoch", math.inf) <= epoch]
-    io.atomic_write_text(Path(run_dir) / LOG, "".join(f"{x}\n" for x in kept))
+    storage.atomic_write_text(Path(run_dir) / LOG, "".join(f"{x}\n" for x in kept))
 
 
 def clear_log(run_dir: Path) -> None:
-    io.remove(Path(run_dir) / LOG)
+    storage.remove(Path(run_dir) / LOG)
 
 
 # ---------------------------------------------------------------------------- data
 def write_data_record(run_dir: Path, data_path: str | Path) -> None:
-    io.write_json(Path(run_dir) / DATA_RECORD, fingerprint(data_path))
+    storage.write_json(Path(run_dir) / DATA_RECORD, fingerprint(data_path))
 
 
 def read_data_record(run_dir: Path) -> dict[str, Any] | None:
     """The run's ``data.json``, or None when it has none."""
     path = Path(run_dir) / DATA_RECORD
-    return io.read_json(path) if path.is_file() else None
+    return storage.read_json(path) if path.is_file() else None
 
 
 def warn_if_data_changed(run_dir: Path, dataset: Dataset) -> None:
@@ -130,7 +130,7 @@ def warn_if_data_changed(run_dir: Path, dataset: Dataset) -> None:
     record = Path(run_dir) / DATA_RECORD
     if dataset.path is None or not record.is_file():
         return
-    saved = io.read_json(record)
+    saved = storage.read_json(record)
     diff = changed_files(saved, fingerprint(dataset.path))
     if diff:
         warnings.warn(f"{dataset.path}: the data changed since run {run_dir} was trained "
@@ -139,7 +139,7 @@ def warn_if_data_changed(run_dir: Path, dataset: Dataset) -> None:
 
 # ---------------------------------------------------------------------------- checkpoints
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    io.save_torch(Path(run_dir) / CHECKPOINT, state)
+    storage.save_torch(Path(run_dir) / CHECKPOINT, state)
 
 
 def load_checkpoint(run_dir: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -150,19 +150,19 @@ def load_checkpoint(run_dir: Path, device: str | torch.device = "cpu") -> dict[s
     if not ckpt.is_file() and (run_dir / RESULT).is_file():
         raise CheckpointError(f"{run_dir}: the run has finished (result.json) and its "
                               f"checkpoint.pt was not kept; there is nothing to resume")
-    return io.load_torch(ckpt, map_location=device)
+    return storage.load_torch(ckpt, map_location=device)
 
 
 def remove_checkpoint(run_dir: Path) -> None:
-    io.remove(Path(run_dir) / CHECKPOINT)
+    storage.remove(Path(run_dir) / CHECKPOINT)
 
 
 def save_best(run_dir: Path, epoch: int, model_state: dict[str, Any]) -> None:
-    io.save_torch(Path(run_dir) / BEST, {"epoch": epoch, "model": model_state})
+    storage.save_torch(Path(run_dir) / BEST, {"epoch": epoch, "model": model_state})
 
 
 def write_result(run_dir: Path, result: dict[str, Any]) -> None:
-    io.write_json(Path(run_dir) / RESULT, result)
+    storage.write_json(Path(run_dir) / RESULT, result)
 
 
 # ---------------------------------------------------------------------------- a run's model
@@ -263,7 +263,7 @@ def load_run(
                                 torch.are_deterministic_algorithms_enabled()):
         torch.manual_seed(config.train.seed)
         model = build_model(config, dataset, dev)
-    best = io.load_torch(run_dir / BEST, map_location=dev)
+    best = storage.load_torch(run_dir / BEST, map_location=dev)
     try:
         model.load_state_dict(best["model"])
         epoch = int(best["epoch"])

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mgnm import storage
 from mgnm.errors import MgnmError
-from mgnm.train import io
 
 PER_USER_FILE = "per_user.npz"
 
@@ -48,7 +48,7 @@ def save_per_user(path: str | Path, splits: dict[str, SplitValues]) -> Path:
             arrays[f"{split}.{name}"] = vals[order]
     buf = _bytes_io.BytesIO()
     np.savez(buf, **arrays)
-    io.atomic_write_bytes(path, buf.getvalue())
+    storage.atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
 

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from mgnm import runs
+from mgnm import runs, storage
 from mgnm.config import resolve_config
 from mgnm.errors import ConfigError, MgnmError
-from mgnm.train import io
 
 #: Keys that say how a run is executed, not what it computes; they are not part of its key.
 EXECUTION_KEYS = frozenset({"threads", "keep_checkpoint", "tracking"})
@@ -170,7 +169,7 @@ def finished_result(spec: RunSpec) -> dict[str, Any] | None:
     path = spec.run_dir / runs.RESULT
     if path.is_file():
         try:
-            return io.read_json(path)
+            return storage.read_json(path)
         except MgnmError:
             return None
     return None

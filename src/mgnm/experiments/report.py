@@ -9,9 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from mgnm import storage
 from mgnm.experiments.grid import RunOutcome, Selection, aggregate, select_best
 from mgnm.plots import figure, save_figure
-from mgnm.train import io
 
 #: The metric families a table shows, at every cut-off the runs' ``topk`` has.
 TABLE_FAMILIES = ("recall", "ndcg")
@@ -106,7 +106,7 @@ def write_summary(out: Path, title: str, rows: Sequence[Selection],
            f"{chosen_on}.\n\n" + markdown(rows, metrics, transpose)
     if failed:
         text += "\nFailed runs:\n" + "".join(f"- {o.spec.run_dir}: {o.error}\n" for o in failed)
-    io.atomic_write_text(out / "summary.md", text)
+    storage.atomic_write_text(out / "summary.md", text)
     metrics = _shown(rows, metrics)
     buf = _io.StringIO()
     w = csv.writer(buf)
@@ -117,8 +117,8 @@ def write_summary(out: Path, title: str, rows: Sequence[Selection],
         w.writerow([r.label, " ".join(map(str, r.seeds)), f"{r.seconds_per_epoch:.4f}"]
                    + [f"{x:.6f}" for m in metrics for x in r.test[m]]
                    + [f"{x:.6f}" for m in metrics for x in r.valid[m]])
-    io.atomic_write_text(out / "summary.csv", buf.getvalue())
-    io.write_json(out / "summary.json", {
+    storage.atomic_write_text(out / "summary.csv", buf.getvalue())
+    storage.write_json(out / "summary.json", {
         "title": title, "rows": [_row_json(r) for r in rows],
         "failed": [{"run_dir": str(o.spec.run_dir), "error": o.error} for o in failed],
         "reused": sum(o.reused for o in outcomes), "runs": len(outcomes)})

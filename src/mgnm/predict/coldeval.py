@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mgnm import storage
 from mgnm.data.dataset import Dataset, load_dataset
 from mgnm.errors import DataError, UnsupportedError
 from mgnm.models.neighbours import content_vectors
 from mgnm.predict.predictor import Predictor
 from mgnm.runs import CHECKPOINT, load_run
-from mgnm.train import io
 from mgnm.train.evaluator import rank_metrics
 
 DEFAULT_KS = (10, 20, 50)
@@ -259,7 +259,7 @@ def evaluate_cold(run_dir: str | Path | None = None, *, data: str | Path | None 
         return evaluate_reference(load_dataset(data), reference, split, ks, catalogue)
     run = load_run(run_dir, data)
     if weights == "last":
-        state = io.load_torch(Path(run_dir) / CHECKPOINT)
+        state = storage.load_torch(Path(run_dir) / CHECKPOINT)
         try:
             run.model.load_state_dict(state["model"])
         except (KeyError, TypeError, RuntimeError):

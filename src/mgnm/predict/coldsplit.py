@@ -19,7 +19,7 @@ import numpy as np
 from mgnm.data.dataset import load_dataset
 from mgnm.data.idmap import MAP_FILES
 from mgnm.errors import DataError
-from mgnm.train.io import atomic_write_text
+from mgnm.storage import atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def _note(root: Path, name: str, info: dict[str, Any]) -> None:
     record = root / RECORD
     if not record.is_file():
         return
-    from mgnm.train.io import write_json
+    from mgnm.storage import write_json
 
     try:
         data = json.loads(record.read_text(encoding="utf-8"))

@@ -202,9 +202,9 @@ class Tracking(Callback):
 
             data = None
             if run_dir is not None and (run_dir / "data.json").is_file():
-                from mgnm.train import io
+                from mgnm import storage
 
-                data = io.read_json(run_dir / "data.json")
+                data = storage.read_json(run_dir / "data.json")
             tags = run_tags(config, info.get("dataset"), data, software())
             self._handle = self._connected().open(dataclasses.replace(spec, tags=tags),
                                                   live=True, fresh=start == 0)

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mgnm import runs
+from mgnm import runs, storage
 from mgnm.errors import MgnmError
 from mgnm.track.base import reason, require, spec_from_files, study_spec
 from mgnm.track.live import KINDS, make_target
 from mgnm.track.runfiles import RunFiles, find_run_dirs, is_tune_dir
-from mgnm.train import io
 
 #: Optuna's trial states (as ``tune.json`` holds them) as run states.
 TRIAL_STATES = {"PRUNED": "pruned", "FAIL": "failed", "COMPLETE": "finished"}
@@ -63,7 +62,7 @@ def _trial_states(study: Path) -> dict[str, tuple[str, str | None]]:
     """``run_dir -> (state, detail)`` from a search's ``tune.json``; a run tried in several
     trials takes the most advanced state (finished, then pruned, then failed)."""
     try:
-        summary = io.read_json(study / "tune.json")
+        summary = storage.read_json(study / "tune.json")
     except MgnmError:
         return {}
     rank = {"finished": 3, "pruned": 2, "failed": 1}
@@ -142,7 +141,7 @@ def push(paths: list[str | Path], to: str, *, uri: str | None = None,
 
 def _read_summary(study: Path) -> dict[str, Any] | None:
     try:
-        return io.read_json(study / "tune.json")
+        return storage.read_json(study / "tune.json")
     except MgnmError:
         return None
 

@@ -23,9 +23,8 @@ from typing import Any
 
 import yaml
 
-from mgnm import runs
+from mgnm import runs, storage
 from mgnm.errors import CheckpointError
-from mgnm.train import io
 
 #: Directories a search for run directories does not enter.
 SKIP_DIRS = frozenset({"tensorboard", "mlartifacts", "mlruns", "__pycache__"})
@@ -124,7 +123,7 @@ class RunFiles:
             raise CheckpointError(f"{path}: unreadable ({str(exc).splitlines()[0]})") from None
         if not isinstance(config, dict):
             raise CheckpointError(f"{path}: expected a mapping of config keys")
-        result = io.read_json(run_dir / runs.RESULT) if (run_dir / runs.RESULT).is_file() \
+        result = storage.read_json(run_dir / runs.RESULT) if (run_dir / runs.RESULT).is_file() \
             else None
         if result is not None and not (isinstance(result, dict) and "test" in result
                                        and "valid" in result):

@@ -16,10 +16,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mgnm import storage
 from mgnm.errors import StorageError, os_error_message
 from mgnm.track.base import RunOpen
 from mgnm.track.runfiles import RunFiles, end_metrics, epoch_metrics, metric_key
-from mgnm.train import io
 
 EVENTS_DIR, MARKER = "tensorboard", "mgnm.json"
 
@@ -140,4 +140,4 @@ class TensorBoardRun:
 
     def close(self, marker: dict[str, Any]) -> None:
         self.writer.close()
-        io.atomic_write_text(self.log_dir / MARKER, json.dumps(marker) + "\n")
+        storage.atomic_write_text(self.log_dir / MARKER, json.dumps(marker) + "\n")

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mgnm import runs
+from mgnm import runs, storage
 from mgnm.config import RunConfig, resolve_config
 from mgnm.data.dataset import Dataset
 from mgnm.data.sampler import BPRSampler
@@ -45,7 +45,6 @@ from mgnm.runs import (
     resolve_device,
     warn_if_data_changed,
 )
-from mgnm.train import io
 from mgnm.train.evaluator import Evaluator
 from mgnm.train.provenance import software
 from mgnm.train.stopping import EarlyStopping
@@ -230,7 +229,7 @@ class Trainer:
     def _start_run_dir(self) -> None:
         if self.run_dir is None:
             return
-        io.make_dirs(self.run_dir)
+        storage.make_dirs(self.run_dir)
         runs.write_config(self.run_dir, self.config)
         if self.dataset.path is not None:
             runs.write_data_record(self.run_dir, self.dataset.path)

@@ -13,11 +13,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mgnm import runs
+from mgnm import runs, storage
 from mgnm.config import RunConfig, resolve_config
 from mgnm.errors import MgnmError
 from mgnm.experiments.grid import RunOutcome, RunSpec, finished_result
-from mgnm.train import io
 from mgnm.train.trainer import Callback, Trainer
 
 
@@ -45,7 +44,7 @@ def _run_subprocess(spec: RunSpec, threads: int, train_args: Sequence[str] = ())
     if done is not None:
         return done
     spec.run_dir.mkdir(parents=True, exist_ok=True)
-    io.write_yaml(spec.run_dir.parent / f"seed{spec.seed}.yaml", with_threads(spec, threads).config)
+    storage.write_yaml(spec.run_dir.parent / f"seed{spec.seed}.yaml", with_threads(spec, threads).config)
     cmd = [sys.executable, "-m", "mgnm.cli", "train", "-q", *train_args]
     if (spec.run_dir / runs.CHECKPOINT).is_file():
         cmd += ["--resume", str(spec.run_dir)]
@@ -59,7 +58,7 @@ def _run_subprocess(spec: RunSpec, threads: int, train_args: Sequence[str] = ())
         tail = (spec.run_dir.parent / f"seed{spec.seed}.log").read_text().strip().splitlines()
         raise MgnmError(tail[-1].removeprefix("error: ") if tail
                         else f"run failed with status {proc.returncode}")
-    return io.read_json(spec.run_dir / runs.RESULT)
+    return storage.read_json(spec.run_dir / runs.RESULT)
 
 
 def attempt(spec: RunSpec, fn: Callable[[], dict[str, Any]]) -> RunOutcome:
