@@ -110,7 +110,7 @@ def run(cmd: list[str]) -> tuple[float, float, float, str]:
 
 def text_run(meta: Path, n: int, row) -> None:
     """MiniLM over the first ``n`` items' MMRec sentences: sentences per CPU second."""
-    code = ("import sys, gzip, time; from mgnm.prepare.log import parse_object; "
+    code = ("import sys, gzip, time; from mgnm.prepare.readers import parse_object; "
             "from mgnm.prepare.amazon import item_sentence; "
             "from mgnm.prepare.features import encode_texts, load_text_encoder; "
             "lines = gzip.open(sys.argv[1], 'rt').readlines()[:int(sys.argv[2])]; "

@@ -1,6 +1,6 @@
 """From raw data to an MMRec-format dataset: ``mgnm prepare`` and ``mgnm features``.
 
-- :mod:`~mgnm.prepare.log`: streaming readers (CSV, TSV, JSON lines, gzip) with hashes;
+- :mod:`~mgnm.prepare.readers`: streaming readers (CSV, TSV, JSON lines, gzip) with hashes;
 - :mod:`~mgnm.prepare.kcore`, :mod:`~mgnm.prepare.split`: deduplication, k-core, the splits
   (MMRec's random and time splits, leave-last-out, absolute timestamp cuts);
 - :mod:`~mgnm.prepare.pipeline`: a log to a dataset directory, written atomically;

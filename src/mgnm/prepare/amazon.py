@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from mgnm.errors import DataError
-from mgnm.prepare.log import Source, first_object, iter_objects, read_log
 from mgnm.prepare.npy import NpyRows
 from mgnm.prepare.pipeline import (
     SplitSpec,
@@ -51,6 +50,7 @@ from mgnm.prepare.pipeline import (
     write_record,
 )
 from mgnm.prepare.progress import Pass
+from mgnm.prepare.readers import Source, first_object, iter_objects, read_interactions
 
 IMAGE_DIM = 4096
 ASIN_BYTES = 10
@@ -306,7 +306,7 @@ def prepare_amazon(reviews: str | Path, meta: str | Path, out: str | Path,
 
         require_text_encoder()
     required = "an Amazon 2023 review" if release.strict else None
-    log = read_log(reviews, release.user, release.item, release.time, release.rating,
+    log = read_interactions(reviews, release.user, release.item, release.time, release.rating,
                    fmt="jsonl", quiet=quiet, required=required, numeric_time=release.strict,
                    json_only=release.strict)
     prepared = build(log, k_core, spec, keep=release.keep)

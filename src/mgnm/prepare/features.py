@@ -25,10 +25,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from mgnm.errors import DataError, MgnmError
-from mgnm.prepare.log import Source, iter_fields
 from mgnm.prepare.npy import NpyRows
 from mgnm.prepare.pipeline import RECORD
 from mgnm.prepare.progress import Pass
+from mgnm.prepare.readers import Source, iter_fields
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 

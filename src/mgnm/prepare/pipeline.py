@@ -24,7 +24,7 @@ from mgnm import __version__
 from mgnm.data.idmap import MAP_FILES, write_id_map
 from mgnm.errors import DataError
 from mgnm.prepare.kcore import KEEP, k_core, one_per_pair
-from mgnm.prepare.log import Log, parse_number, parse_time, read_log
+from mgnm.prepare.readers import Log, parse_number, parse_time, read_interactions
 from mgnm.prepare.split import NEEDS_TIME, SPLITS, TRAIN, split_labels
 
 RECORD = "prepare.json"
@@ -303,7 +303,7 @@ def prepare_interactions(path: str | Path, out: str | Path, user: str, item: str
     spec = SplitSpec(split, seed, parse_cut(valid_from, "--valid-from"),
                      parse_cut(test_from, "--test-from"))
     spec.check(time is not None)  # before the long read
-    log = read_log(path, user, item, time, rating, fmt, min_rating, quiet=quiet)
+    log = read_interactions(path, user, item, time, rating, fmt, min_rating, quiet=quiet)
     prepared = build(log, k_core, spec, keep=keep)
     staging = Staging(out)
     with staging as tmp:

@@ -283,7 +283,7 @@ class Log:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def read_log(path: str | Path, user: str, item: str, time: str | None = None,
+def read_interactions(path: str | Path, user: str, item: str, time: str | None = None,
              rating: str | None = None, fmt: str | None = None,
              min_rating: float | None = None, label: str | None = None,
              quiet: bool = False, *, required: str | None = None,
