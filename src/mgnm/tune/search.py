@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mgnm import storage
 from mgnm.config import resolve_config
 from mgnm.errors import ConfigError, MgnmError
 from mgnm.experiments.grid import RunSpec, plan_runs
 from mgnm.experiments.runners.local import attempt, run_one, with_threads
+from mgnm.storage import read_json, write_json
 from mgnm.track import tracking_for
 from mgnm.train.trainer import Callback, EpochRecord
 from mgnm.tune.space import Param, load_space, suggest_all
@@ -296,7 +296,7 @@ def tune(model: str, data: str | Path, space: str | Path, trials: int, out: Path
             raise ConfigError(f"unknown backend {backend!r}; backends: local, ray")
         result = _summarise(study, out, trials, metric, time.monotonic() - t0, new)
         if tracker is not None:
-            tracker.finish_study(storage.read_json(out / "tune.json"), out / "tune.json")
+            tracker.finish_study(read_json(out / "tune.json"), out / "tune.json")
         return result
     finally:
         if tracker is not None:
@@ -352,7 +352,7 @@ def _summarise(study: Any, out: Path, total: int, metric: str, wall: float, new:
         best = {"number": t.number, "params": t.params, "run_dir": t.user_attrs["run_dir"],
                 "metric": metric, "valid": metrics["valid"], "test": metrics["test"]}
     result = TuneResult(out, {**_counts(study, total), "new": new}, best, wall, rows)
-    storage.write_json(out / "tune.json", {"best": best, "counts": result.counts,
+    write_json(out / "tune.json", {"best": best, "counts": result.counts,
                                       "wall_seconds": wall,
                                       "full_trials_estimate_seconds": result.full_trial_estimate(),
                                       "trials": rows})
