@@ -22,9 +22,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
 from mgnm.data import Dataset
+from mgnm.evaluation.evaluator import Evaluator
 from mgnm.models import MODELS
 from mgnm.train.config import resolve_config
-from mgnm.train.evaluator import Evaluator
 from mgnm.train.trainer import build_model
 
 aten = torch.ops.aten

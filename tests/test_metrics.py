@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mgnm.train.evaluator import rank_metrics
+from mgnm.evaluation.metrics import rank_metrics
 
 
 def test_hand_computed_example():
