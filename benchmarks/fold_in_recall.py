@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mgnm import api
-from mgnm.train.evaluator import Evaluator
+from mgnm.evaluation.evaluator import Evaluator
 
 
 def main() -> None:

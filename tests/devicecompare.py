@@ -23,9 +23,9 @@ from torch.utils._pytree import tree_map
 
 from mgnm.config import resolve_config
 from mgnm.data import Dataset
+from mgnm.evaluation.evaluator import Evaluator
 from mgnm.models import MODELS
 from mgnm.runs import build_model
-from mgnm.train.evaluator import Evaluator
 
 aten = torch.ops.aten
 RANDOM_OPS = {

@@ -13,8 +13,8 @@ import pytest
 import torch
 from devicecompare import CpuDraws, assert_same_step, one_step
 
+from mgnm.evaluation.evaluator import Evaluator
 from mgnm.models import MODELS
-from mgnm.train.evaluator import Evaluator
 
 NO_CUDA = "torch.cuda.is_available() is False: the CUDA-marked tests need an NVIDIA GPU " \
           "(benchmarks/gpu.sh runs them on one)"

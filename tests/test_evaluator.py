@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mgnm.data.dataset import Dataset, Split
-from mgnm.train.evaluator import Evaluator, recommend_topk
+from mgnm.evaluation.evaluator import Evaluator, recommend_topk
 
 
 def slow_eval(ds: Dataset, ue: np.ndarray, ie: np.ndarray, split: str, k: int) -> dict:
@@ -99,7 +99,7 @@ def test_per_user_values_and_recommend_excludes_train():
 @pytest.mark.parametrize("n_cols,k", [(7050, 50), (1001, 20), (803, 50), (3000, 1)])
 def test_topk_equals_torch_topk_values_with_ties_and_masks(n_cols, k):
     """The grouped selection returns torch.topk's values exactly, and indices that hold them."""
-    from mgnm.train.evaluator import topk
+    from mgnm.evaluation.evaluator import topk
 
     gen = torch.Generator().manual_seed(n_cols)
     scores = torch.randn(37, n_cols, generator=gen)

@@ -17,6 +17,9 @@ from mgnm import storage
 from mgnm.config import RunConfig, load_config_file, load_preset, resolve_config
 from mgnm.data.dataset import Dataset
 from mgnm.datasets import demo_path
+from mgnm.evaluation.evaluator import Evaluator
+from mgnm.evaluation.groups import GroupRow, group_metrics, parse_grouping
+from mgnm.evaluation.peruser import PER_USER_FILE, SplitValues, save_per_user
 from mgnm.predict.predictor import (  # re-exported: api.Predictor, api.Recommendation
     Predictor,
     Recommendation,
@@ -27,8 +30,7 @@ from mgnm.runs import (
     load_run,
     resolve_device,
 )
-from mgnm.train.evaluator import Evaluator
-from mgnm.train.trainer import Callback, Result, Trainer, evaluate_model
+from mgnm.train.trainer import Callback, Result, Trainer, eval_embeddings, evaluate_passes
 
 
 def make_config(
@@ -71,21 +73,47 @@ def train(
     return Trainer(cfg, dataset, run_dir=run_dir, callbacks=callbacks).run()
 
 
+def _run_evaluator(run: LoadedRun, device: str) -> Evaluator:
+    tc = run.config.train
+    return Evaluator(run.dataset, ks=tc.topk, metrics=tc.metrics,
+                     batch_size=tc.eval_batch_size, device=resolve_device(device))
+
 def evaluate_run(
     run_dir: str | Path, splits: Sequence[str] = ("valid", "test"),
     data: str | Path | Dataset | None = None, device: str = "cpu",
+    *, per_user: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Metrics of the best model of ``run_dir`` on ``splits``, recomputed from its weights
     with the evaluation noise the run drew at its best epoch and the run's thread count, so
-    that they equal result.json exactly on the kind of device the run was trained on."""
+    that they equal result.json exactly on the kind of device the run was trained on.
+    ``per_user=True`` also writes the per-user values to ``RUN_DIR/per_user.npz``
+    (:data:`mgnm.evaluation.peruser.PER_USER_FILE`), from the same passes."""
     run = load_run(run_dir, data, device)
     tc = run.config.train
-    ev = Evaluator(run.dataset, ks=tc.topk, batch_size=tc.eval_batch_size,
-                   device=resolve_device(device))
+    ev = _run_evaluator(run, device)
     # with the run's thread count, as training evaluated: torch splits a mean over more than
     # 32,768 users between its threads, and another split rounds the float32 sum differently
     with isolated_process_state(tc.threads, tc.deterministic):
-        return evaluate_model(run.model, ev, splits, tc.seed, run.best_epoch)
+        passes = evaluate_passes(run.model, ev, splits, tc.seed, run.best_epoch)
+    if per_user:
+        save_per_user(Path(run_dir) / PER_USER_FILE,
+                      {s: SplitValues(r.users, r.per_user) for s, r in passes.items()})
+    return {s: r.means for s, r in passes.items()}
+
+
+def evaluate_groups(
+    run_dir: str | Path, by: str, split: str = "test",
+    data: str | Path | Dataset | None = None, device: str = "cpu",
+) -> list[GroupRow]:
+    """Metrics of the best model of ``run_dir`` on ``split`` by group (``by``:
+    ``users:degree[:N]`` or ``items:popularity``; see :mod:`mgnm.evaluation.groups`)."""
+    grouping = parse_grouping(by)
+    run = load_run(run_dir, data, device)
+    tc = run.config.train
+    ev = _run_evaluator(run, device)
+    with isolated_process_state(tc.threads, tc.deterministic):
+        emb = eval_embeddings(run.model, tc.seed, run.best_epoch, ev.device)
+        return group_metrics(ev, *emb(split), split, grouping)
 
 
 def recommend(

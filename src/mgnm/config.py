@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mgnm.errors import ConfigError
+from mgnm.evaluation.metrics import ACCURACY, known_metrics
 from mgnm.models import ModelConfig, get_model_class
 
 
@@ -34,6 +35,9 @@ class TrainConfig(BaseModel):
                                                 "without a strict validation improvement")
     valid_metric: str = Field("recall@20", description="the early-stopping metric")
     topk: tuple[int, ...] = Field((5, 10, 20, 50), description="cut-offs K of every metric")
+    metrics: tuple[str, ...] = Field(
+        tuple(known_metrics()), description="metrics computed at every K (default: all; "
+                                            "docs/evaluation.md)")
     eval_batch_size: int = Field(4096, gt=0, description="users per evaluation batch")
     seed: int = Field(999, ge=0, description="seeds initial weights, sampling and noise")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when "
@@ -72,10 +76,32 @@ class TrainConfig(BaseModel):
     @classmethod
     def _metric_name(cls, v: str) -> str:
         name, _, k = v.partition("@")
-        if name not in ("recall", "ndcg", "precision", "map") or not k.isdigit():
-            raise ValueError("valid_metric must look like recall@20 (recall, ndcg, precision "
-                             "or map, then @K)")
+        if name not in ACCURACY or not k.isdigit():
+            raise ValueError(f"valid_metric must look like recall@20 ({', '.join(ACCURACY)}, "
+                             f"then @K)")
         return v
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metric_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s.strip() for s in v.split(",") if s.strip()]
+        if isinstance(v, (list, tuple)):
+            known = known_metrics()
+            for m in v:
+                if m not in known:
+                    raise ValueError(f"unknown metric {m!r}; known metrics: {', '.join(known)}")
+            if not v:
+                raise ValueError(f"give at least one metric ({', '.join(known)})")
+        return v
+
+    @model_validator(mode="after")
+    def _valid_metric_computed(self) -> TrainConfig:
+        name = self.valid_metric.partition("@")[0]
+        if name not in self.metrics:
+            raise ValueError(f"valid_metric {self.valid_metric!r} needs {name!r} in metrics "
+                             f"(metrics = {', '.join(self.metrics)})")
+        return self
 
     @field_validator("threads", mode="before")
     @classmethod

@@ -99,17 +99,42 @@ def train(model, data, config_file, preset, sets, seed, device, threads, out, re
 @click.option("--data", "-d", type=click.Path(), help="Dataset directory, if it moved.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def evaluate(run_dir, data, device, as_json) -> None:
-    """Re-evaluate a run's best model on validation and test."""
+@click.option("--per-user", is_flag=True, help="Also write the per-user values of validation "
+              "and test to RUN_DIR/per_user.npz (runs written before every run kept them).")
+@click.option("--by", "by", metavar="GROUPING", help="Metrics by group: users:degree[:N] (N "
+              "quantile groups of users by training interactions, default 4) or "
+              "items:popularity (short-head targets, then long-tail targets).")
+@click.option("--split", type=click.Choice(["valid", "test"]), default="test",
+              show_default=True, help="The split --by groups.")
+@click.option("--metric", "shown", multiple=True, metavar="NAME@K",
+              help="Show only this metric (repeatable; default: every metric at every K).")
+def evaluate(run_dir, data, device, as_json, per_user, by, split, shown) -> None:
+    """Re-evaluate a run's best model on validation and test (docs/evaluation.md)."""
     from mgnm import api, runs
+    from mgnm.cli.common import check_shown, rows_table
 
-    res = api.evaluate_run(run_dir, data=data, device=device)
+    cfg = runs.read_config(run_dir)
+    names = check_shown(shown, cfg.train.metrics, cfg.train.topk)
+    if by is not None:
+        from mgnm.evaluation.groups import parse_grouping
+
+        parse_grouping(by)  # a bad --by fails before the run is loaded
+        rows = api.evaluate_groups(run_dir, by, split, data=data, device=device)
+        if as_json:
+            click.echo(json.dumps({"split": split, "by": by,
+                                   "groups": [r.to_dict() for r in rows]}, indent=2))
+            return
+        rows_table(f"{cfg.model}: {run_dir}, {split}, by {by}", rows, names)
+        return
+    res = api.evaluate_run(run_dir, data=data, device=device, per_user=per_user)
     if as_json:
         click.echo(json.dumps(res, indent=2))
     else:
-        cfg = runs.read_config(run_dir)
-        metrics_table(f"{cfg.model}: {run_dir}", res, cfg.train.topk)
+        metrics_table(f"{cfg.model}: {run_dir}", res, cfg.train.topk, names)
+    if per_user:
+        from mgnm.evaluation.peruser import PER_USER_FILE
 
+        click.echo(f"wrote per-user values to {Path(run_dir) / PER_USER_FILE}", err=as_json)
 
 
 @click.command()

@@ -4,7 +4,7 @@ On a dataset made by ``mgnm cold-split`` the validation and test items have no t
 interaction. For a split, every user with a training interaction and at least one cold item
 in the split is evaluated, with that user's cold items of the split as the relevant ones.
 Recall@K and NDCG@K use the full-ranking formulas of
-:func:`mgnm.train.evaluator.rank_metrics`. Two settings (``catalogue``):
+:func:`mgnm.evaluation.metrics.rank_metrics`. Two settings (``catalogue``):
 
 - ``"all"`` (default, what users meet): each user's ranking holds the whole catalogue — every
   trained item and every cold item the scorer can place — with the user's training items
@@ -32,10 +32,10 @@ import torch
 from mgnm import storage
 from mgnm.data.dataset import Dataset, load_dataset
 from mgnm.errors import DataError, UnsupportedError
+from mgnm.evaluation.metrics import rank_metrics
 from mgnm.models.neighbours import content_vectors
 from mgnm.predict.predictor import Predictor
 from mgnm.runs import CHECKPOINT, load_run
-from mgnm.train.evaluator import rank_metrics
 
 DEFAULT_KS = (10, 20, 50)
 CATALOGUES = ("all", "cold")

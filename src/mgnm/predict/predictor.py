@@ -31,9 +31,9 @@ import torch
 from mgnm.data.dataset import Dataset
 from mgnm.data.idmap import MAP_FILES, IdMap
 from mgnm.errors import DataError
+from mgnm.evaluation.evaluator import recommend_topk
 from mgnm.models.placement import Placement, Trained, build_placement
 from mgnm.runs import load_run
-from mgnm.train.evaluator import recommend_topk
 
 MAX_K = 1000
 

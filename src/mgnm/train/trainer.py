@@ -10,6 +10,8 @@ With a run directory it also writes, atomically:
 - ``log.jsonl``: one line per epoch (every loss term, metrics, seconds);
 - ``checkpoint.pt``: model, optimizer, scheduler, RNG states, epoch, best so far;
 - ``best.pt``: the model weights of the best validation epoch;
+- ``per_user.npz``: that epoch's per-user validation and test values
+  (:mod:`mgnm.evaluation.peruser`);
 - ``result.json``: the final result.
 
 ``fit(..., resume=True)`` continues from ``checkpoint.pt`` and reaches the same result as an
@@ -37,6 +39,8 @@ from mgnm.config import RunConfig, resolve_config
 from mgnm.data.dataset import Dataset
 from mgnm.data.sampler import BPRSampler
 from mgnm.errors import CheckpointError, ConfigError, DataError, TrainingError
+from mgnm.evaluation.evaluator import Evaluator, SplitResult
+from mgnm.evaluation.peruser import PER_USER_FILE, SplitValues, save_per_user
 from mgnm.models import Recommender
 from mgnm.runs import (
     build_model,
@@ -45,7 +49,6 @@ from mgnm.runs import (
     resolve_device,
     warn_if_data_changed,
 )
-from mgnm.train.evaluator import Evaluator
 from mgnm.train.provenance import software
 from mgnm.train.stopping import EarlyStopping
 
@@ -197,7 +200,7 @@ class Trainer:
             batch_size=self.tc.batch_size, seed=self.tc.seed,
             negatives=type(self.model).uses_negatives, device=self.device,
         )
-        self.evaluator = Evaluator(self.dataset, ks=self.tc.topk,
+        self.evaluator = Evaluator(self.dataset, ks=self.tc.topk, metrics=self.tc.metrics,
                                    batch_size=self.tc.eval_batch_size, device=self.device)
         # training state (what a checkpoint holds)
         self.epoch = 0  # epochs completed
@@ -378,9 +381,11 @@ class Trainer:
         losses = self._train_epoch(epoch)
         t1 = time.perf_counter()
         emb = eval_embeddings(self.model, self.tc.seed, epoch + 1, self.device)
-        valid = self.evaluator.evaluate(*emb("valid"), "valid")
+        valid_pass = self.evaluator.evaluate_split(*emb("valid"), "valid")
+        valid = valid_pass.means
         improved = valid[metric] > self.best_value
-        test = self.evaluator.evaluate(*emb("test"), "test") if improved else None
+        test_pass = self.evaluator.evaluate_split(*emb("test"), "test") if improved else None
+        test = test_pass.means if test_pass is not None else None
         del emb
         t2 = time.perf_counter()
         self.train_seconds += t1 - t0
@@ -391,6 +396,11 @@ class Trainer:
             self.best_epoch, self.best_value = self.epoch, valid[metric]
             self.best_valid, self.best_test = valid, test or {}
             if self.run_dir is not None:
+                # the best epoch's per-user values, written (atomically) before best.pt: a run
+                # interrupted between the two reruns this epoch on resume and writes both again
+                save_per_user(self.run_dir / PER_USER_FILE, {
+                    "valid": SplitValues(valid_pass.users, valid_pass.per_user),
+                    "test": SplitValues(test_pass.users, test_pass.per_user)})
                 runs.save_best(self.run_dir, self.epoch, self.model.state_dict())
         if self.stopping.update(valid[metric]):
             self.finished = True
@@ -447,8 +457,15 @@ def eval_embeddings(model: Recommender, seed: int, epoch: int,
 def evaluate_model(model: Recommender, evaluator: Evaluator, splits: Sequence[str], seed: int,
                    epoch: int) -> dict[str, dict[str, float]]:
     """Metrics on ``splits`` (embeddings from :func:`eval_embeddings`)."""
+    return {s: r.means for s, r in evaluate_passes(model, evaluator, splits, seed,
+                                                   epoch).items()}
+
+
+def evaluate_passes(model: Recommender, evaluator: Evaluator, splits: Sequence[str], seed: int,
+                    epoch: int) -> dict[str, SplitResult]:
+    """One evaluation pass per split (means and per-user values)."""
     emb = eval_embeddings(model, seed, epoch, evaluator.device)
-    return {s: evaluator.evaluate(*emb(s), s) for s in splits}
+    return {s: evaluator.evaluate_split(*emb(s), s) for s in splits}
 
 
 def fit(

@@ -3,58 +3,34 @@
 Every evaluated user is scored against every item by a dot product of the embeddings, which
 the model computes once per evaluation pass; the user's training items are masked. At test
 time validation items are not masked (MMRec's rule). Users without a training interaction
-are not evaluated.
+are not evaluated. The metrics (mgnm.evaluation.metrics, docs/evaluation.md) are all computed
+from the one ranking each pass makes.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from mgnm.data.dataset import Dataset
+from mgnm.evaluation.metrics import (
+    LIST_METRICS,
+    NEEDS_ITEMS,
+    OLD_DEFAULT,
+    USER_METRICS,
+    Catalogue,
+    RankedLists,
+    check_metrics,
+    known_metrics,
+)
 
 DEFAULT_TOPK = (5, 10, 20, 50)
-METRICS = ("recall", "ndcg", "precision", "map")
+METRICS = OLD_DEFAULT  # the metrics computed before the metrics key existed
 CPU_BLOCK_SCORES = 1 << 22  # scores per evaluation block on a CPU (users x items)
-
-
-def rank_metrics(
-    hits: torch.Tensor, n_targets: torch.Tensor, ks: Sequence[int]
-) -> dict[str, torch.Tensor]:
-    """Per-user metrics from a ranked hit matrix.
-
-    ``hits[u, r]`` is 1 when the item at rank ``r + 1`` of user ``u`` is relevant (at least
-    ``max(ks)`` columns); ``n_targets[u]`` is the user's number of relevant items (> 0).
-
-    - ``recall@K = hits in top K / n_targets``
-    - ``precision@K = hits in top K / K``
-    - ``ndcg@K = sum_{hit at rank r <= K} 1/log2(r+1) / sum_{r=1..min(n_targets, K)} 1/log2(r+1)``
-    - ``map@K = sum_{r <= K} precision@r * hit_r / min(n_targets, K)``
-    """
-    hits = hits.float()
-    n_t = n_targets.float()
-    kmax = max(ks)
-    ranks = torch.arange(1, kmax + 1, device=hits.device, dtype=torch.float32)
-    # the discounts on the CPU in float64, then rounded once: CUDA's log2 differs from the
-    # CPU's in the last bit (an H200 gave 0.38685283 for 1/log2(6), the CPU 0.3868528)
-    discount64 = 1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float64))
-    discount = discount64.to(device=hits.device, dtype=torch.float32)
-    ideal = discount64.cumsum(0).to(device=hits.device, dtype=torch.float32)
-    cum_hits = hits[:, :kmax].cumsum(1)
-    prec_at_r = cum_hits / ranks
-    out: dict[str, torch.Tensor] = {}
-    for k in ks:
-        h = cum_hits[:, k - 1]
-        capped = torch.clamp(n_t, max=k)
-        out[f"recall@{k}"] = h / n_t
-        out[f"precision@{k}"] = h / k
-        dcg = (hits[:, :k] * discount[:k]).sum(1)
-        out[f"ndcg@{k}"] = dcg / ideal[capped.long() - 1]
-        out[f"map@{k}"] = (prec_at_r[:, :k] * hits[:, :k]).sum(1) / capped
-    return out
 
 
 def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,13 +81,19 @@ def _gather_rows(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray):
 class _SplitPlan:
     """Precomputed per-batch masks and targets of one split (built once, reused every pass)."""
 
-    def __init__(self, dataset: Dataset, split: str, batch_size: int, device: torch.device):
+    def __init__(self, dataset: Dataset, split: str, batch_size: int, device: torch.device,
+                 targets: np.ndarray | None = None):
         self.users = dataset.eval_users(split)
         if device.type == "cpu":  # a score block that stays in the caches (~16 MB)
             batch_size = min(batch_size, max(1, CPU_BLOCK_SCORES // max(dataset.n_items, 1)))
         train_ptr, train_idx = _csr(dataset.train.users, dataset.train.items, dataset.n_users)
         s = dataset.split(split)
-        tgt_ptr, tgt_idx = _csr(s.users, s.items, dataset.n_users)
+        su, si = s.users, s.items
+        if targets is not None:  # only these items count as relevant; users left without one
+            keep = np.asarray(targets, dtype=bool)[si]  # are not evaluated
+            su, si = su[keep], si[keep]
+            self.users = self.users[np.isin(self.users, su)]
+        tgt_ptr, tgt_idx = _csr(su, si, dataset.n_users)
         self.batches = []
         for start in range(0, self.users.size, batch_size):
             ub = self.users[start:start + batch_size]
@@ -123,40 +105,86 @@ class _SplitPlan:
             )
 
 
+@dataclass
+class SplitResult:
+    """One evaluation pass of a split: ``means[name@K]`` of every metric, and ``per_user``
+    values of the per-user metrics aligned with ``users`` (ascending)."""
+
+    users: np.ndarray
+    means: dict[str, float]
+    per_user: dict[str, np.ndarray]
+
+
 class Evaluator:
+    """Full-ranking evaluation of ``metrics`` (default: every registered metric) at ``ks``."""
+
     def __init__(
         self,
         dataset: Dataset,
         *,
         ks: Sequence[int] = DEFAULT_TOPK,
+        metrics: Sequence[str] | None = None,
         batch_size: int = 4096,
         device: torch.device | str = "cpu",
     ) -> None:
         self.dataset = dataset
         self.ks = tuple(sorted(ks))
+        self.metrics = check_metrics(known_metrics() if metrics is None else metrics,
+                                     "metrics")
         self.batch_size = batch_size
         self.device = torch.device(device)
-        self._plans: dict[str, _SplitPlan] = {}
+        self._plans: dict[tuple[str, bytes | None], _SplitPlan] = {}
+        self._catalogue: Catalogue | None = None
 
-    def plan(self, split: str) -> _SplitPlan:
-        if split not in self._plans:
-            self._plans[split] = _SplitPlan(self.dataset, split, self.batch_size, self.device)
-        return self._plans[split]
+    @property
+    def catalogue(self) -> Catalogue:
+        """Training popularity and short head of the items (computed once)."""
+        if self._catalogue is None:
+            pop = np.bincount(self.dataset.train.items, minlength=self.dataset.n_items)
+            self._catalogue = Catalogue.from_counts(pop, self.dataset.n_users, self.device)
+        return self._catalogue
+
+    def plan(self, split: str, targets: np.ndarray | None = None) -> _SplitPlan:
+        key = (split, None if targets is None else np.packbits(targets).tobytes())
+        if key not in self._plans:
+            self._plans[key] = _SplitPlan(self.dataset, split, self.batch_size, self.device,
+                                          targets)
+        return self._plans[key]
 
     def n_users(self, split: str) -> int:
         return int(self.plan(split).users.size)
 
-    @torch.no_grad()
     def evaluate(
         self, user_emb: torch.Tensor, item_emb: torch.Tensor, split: str,
         *, per_user: bool = False,
     ) -> dict[str, float] | dict[str, np.ndarray]:
-        """Mean metrics over the split's users (or per-user arrays with ``per_user=True``)."""
-        plan = self.plan(split)
+        """Mean metrics over the split's users (or per-user arrays of the per-user metrics
+        with ``per_user=True``)."""
+        res = self.evaluate_split(user_emb, item_emb, split)
+        return res.per_user if per_user else res.means
+
+    @torch.no_grad()
+    def evaluate_split(
+        self, user_emb: torch.Tensor, item_emb: torch.Tensor, split: str,
+        *, targets: np.ndarray | None = None, metrics: Sequence[str] | None = None,
+    ) -> SplitResult:
+        """One full-ranking pass of ``split``: means and per-user values together.
+
+        ``targets`` (a boolean mask over items) counts only those items as relevant; users
+        with no relevant item left are then not evaluated. ``metrics`` narrows this pass.
+        """
+        plan = self.plan(split, targets)
+        names = self.metrics if metrics is None else check_metrics(metrics, "metrics")
+        per_names = [m for m in names if m in USER_METRICS]
+        list_names = [m for m in names if m in LIST_METRICS]
+        items_needed = any(m in NEEDS_ITEMS for m in names)
+        cat = self.catalogue if items_needed else None
         kmax = max(self.ks)
         item_t = item_emb.t().contiguous()
         n_items = item_emb.shape[0]
         parts: dict[str, list[torch.Tensor]] = {}
+        counts_at = {k: torch.zeros(n_items, dtype=torch.long, device=item_t.device)
+                     for k in self.ks} if list_names else {}
         # one score block and one relevance mask for the whole pass (a fresh block per batch
         # costs page faults on a CPU); the mask is cleared again after each batch
         rows = max(ub.numel() for ub, *_ in plan.batches) if plan.batches else 0
@@ -173,12 +201,19 @@ class Evaluator:
                 pad = torch.zeros(hits.shape[0], kmax - hits.shape[1], dtype=torch.bool,
                                   device=hits.device)
                 hits = torch.cat([hits, pad], 1)
-            for name, vals in rank_metrics(hits, counts, self.ks).items():
-                parts.setdefault(name, []).append(vals)
-        cat = {k: torch.cat(v) for k, v in parts.items()}
-        if per_user:
-            return {k: v.cpu().numpy() for k, v in cat.items()}
-        return {k: float(v.mean()) if v.numel() else 0.0 for k, v in cat.items()}
+            lists = RankedLists(hits, counts, top, cat)
+            for k in self.ks:
+                for m in per_names:
+                    parts.setdefault(f"{m}@{k}", []).append(USER_METRICS[m](lists, k))
+                if list_names:
+                    counts_at[k] += torch.bincount(top[:, :k].reshape(-1), minlength=n_items)
+        cat_parts = {k: torch.cat(v) for k, v in parts.items()}
+        means = {k: float(v.mean()) if v.numel() else 0.0 for k, v in cat_parts.items()}
+        for k in self.ks:
+            for m in list_names:
+                means[f"{m}@{k}"] = LIST_METRICS[m](counts_at[k], cat)
+        per_user = {k: v.cpu().numpy() for k, v in cat_parts.items()}
+        return SplitResult(plan.users.copy(), means, per_user)
 
 
 @torch.no_grad()
