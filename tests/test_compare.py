@@ -60,7 +60,7 @@ def test_paired_results_equal_scipy_called_directly_on_the_same_arrays(tmp_path)
     res = compare([base, run], seed=7, resamples=10_000)
     [c] = res["comparisons"]
     d = a - b
-    ci = st.bootstrap((d,), np.mean, n_resamples=10_000, vectorized=True, method="BCa",
+    ci = st.bootstrap((d,), np.mean, n_resamples=10_000, vectorized=True, method="percentile",
                       confidence_level=0.95, rng=np.random.default_rng(7)).confidence_interval
     perm = st.permutation_test((d,), lambda x, axis: np.mean(x, axis=axis),
                                permutation_type="samples", n_resamples=10_000, vectorized=True,
@@ -216,7 +216,7 @@ def test_human_table_and_options(two_runs):
     res = run_mgnm("compare", *two_runs, "--metric", "ndcg@20", "--baseline", two_runs[1])
     assert res.code == 0, res.err
     assert f"against {two_runs[1]}" in res.out and "ndcg@20" in res.out
-    assert str(two_runs[0]) in res.out and "BCa bootstrap, 10000 resamples" in res.out
+    assert str(two_runs[0]) in res.out and "percentile bootstrap, 10000 resamples" in res.out
 
 
 def test_bad_input_is_one_line_and_exit_2(two_runs, tmp_path):

@@ -53,7 +53,9 @@ def compare(entries, baseline, metric, split, seed, resamples, as_json) -> None:
                  "p random.", "p Holm", "users"):
         table.add_column(head, justify="left" if head == "run" else "right")
     for r in res["comparisons"]:
-        mean = _fmt(r["mean"]) + (f" ({r['seeds']} seeds)" if r["seeds"] > 1 else "")
+        mean = _fmt(r["mean"])
+        if r["seeds"] > 1:
+            mean += f" ± {r['seed_std']:.4f} ({r['seeds']} seeds)"
         rel = "-" if r["rel_change"] is None else f"{100 * r['rel_change']:+.1f}%"
         lo, hi = r["ci95"]
         table.add_row(r["run"], mean, _fmt(r["baseline_mean"]), f"{r['diff']:+.4f}", rel,
@@ -65,8 +67,9 @@ def compare(entries, baseline, metric, split, seed, resamples, as_json) -> None:
     console.print(f"{res['split']} {res['metric']} per user, against {res['baseline']} "
                   f"(mean {base_mean})", markup=False, highlight=False, soft_wrap=True)
     console.print(table)
+    n = len(res["comparisons"])
     console.print(f"diff = run - baseline over the users both evaluated; CI: {res['method']} "
                   f"bootstrap, {res['resamples']} resamples, seed {res['seed']}; p: paired "
                   f"t-test, paired randomisation test; Holm: t-test p corrected over the "
-                  f"{len(res['comparisons'])} comparisons (* p < 0.05)",
+                  f"{n} comparison{'s' if n > 1 else ''} (* p < 0.05)",
                   markup=False, highlight=False, soft_wrap=True)
