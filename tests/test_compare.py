@@ -242,6 +242,9 @@ def test_bad_input_is_one_line_and_exit_2(two_runs, tmp_path):
                       str(bare))
     (bare / "per_user.npz").write_bytes(b"not a zip")
     assert_user_error(run_mgnm("compare", base, bare), str(bare / "per_user.npz"))
+    nan = make_run(tmp_path / "nan", {"recall@20": np.r_[0.5, np.nan, np.zeros(198)]})
+    assert_user_error(run_mgnm("compare", base, nan), str(nan / "per_user.npz"),
+                      "test.recall@20 has 1 non-finite value(s) (first at user 1)")
     (run / "data.json").unlink()
     assert_user_error(run_mgnm("compare", base, run), str(run / "data.json"), "missing")
     (tmp_path / "empty").mkdir()

@@ -147,7 +147,12 @@ def _run_values(run_dir: Path, metric: str, split: str) -> tuple[np.ndarray, np.
     if metric not in sv.values:
         raise CompareError(f"{where}: no metric {metric!r} for {split} (the run's topk and "
                            f"metrics give: {', '.join(sorted(sv.values))})")
-    return sv.users, sv.values[metric]
+    values = sv.values[metric]
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise CompareError(f"{where}: {split}.{metric} has {bad.size} non-finite value(s) "
+                           f"(first at user {int(sv.users[bad[0]])})")
+    return sv.users, values
 
 
 class UserValues(NamedTuple):
