@@ -10,7 +10,7 @@ import warnings
 
 import click
 
-from mgnm.cli import experiments, info, predict, serve, train
+from mgnm.cli import compare, experiments, info, predict, serve, train
 from mgnm.cli.prepare import features, prepare
 from mgnm.cli.track import track
 from mgnm.errors import MgnmError
@@ -39,7 +39,7 @@ def cli() -> None:
 
 for _command in (train.train, train.evaluate, train.plot, info.info, info.models, info.presets,
                  predict.recommend, predict.export, predict.cold_split, predict.evaluate_cold,
-                 serve.serve, experiments.experiment, experiments.tune,
+                 serve.serve, experiments.experiment, experiments.tune, compare.compare,
                  prepare, features, track):
     cli.add_command(_command)
 

@@ -87,6 +87,7 @@ class Selection:
     metric: str = "recall@20"  # the validation metric this setting is selected on
     candidates: int = 1
     per_seed: list[dict[str, Any]] = field(default_factory=list)
+    run_dirs: list[str] = field(default_factory=list)  # the seeds' run directories
 
 
 def _fmt_value(v: Any) -> str:
@@ -202,6 +203,7 @@ def aggregate(outcomes: Sequence[RunOutcome]) -> list[Selection]:
             seeds=[o.spec.seed for o in group],
             seconds_per_epoch=float(np.mean([r["train_seconds_per_epoch"] for r in res])),
             metric=group[0].spec.valid_metric, per_seed=res,
+            run_dirs=[str(o.spec.run_dir) for o in group],
         ))
     return rows
 

@@ -10,11 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from mgnm import storage
+from mgnm.errors import MgnmError
+from mgnm.evaluation.peruser import PER_USER_FILE
 from mgnm.experiments.grid import RunOutcome, Selection, aggregate, select_best
 from mgnm.plots import figure, save_figure
 
 #: The metric families a table shows, at every cut-off the runs' ``topk`` has.
 TABLE_FAMILIES = ("recall", "ndcg")
+
+
+#: appended to a cell that differs significantly from the best of its metric
+MARK = " †"
 
 
 def fmt(mean_std: tuple[float, float], n: int) -> str:
@@ -67,10 +73,49 @@ def _selection_cell(r: Selection, uniform: bool) -> str:
     return cell if uniform else f"{cell} ({r.metric})"
 
 
+def _group_key(r: Selection) -> str:
+    """A setting's key in :func:`significance`: its directory (unique in an experiment)."""
+    return str(Path(r.run_dirs[0]).parent) if r.run_dirs else r.name
+
+
+def significance(rows: Sequence[Selection], metrics: Sequence[str] | None = None,
+                 split: str = "test") -> tuple[dict[str, dict[str, bool]] | None, str]:
+    """Significance marks of a table (:func:`mgnm.evaluation.compare.significance_marks`:
+    per metric, the settings whose Holm-corrected paired t-test against the best setting
+    has p < 0.05) and the line that explains them under the table. Marks are ``None`` (and
+    the line says why) when a run has no per-user results or they cannot be compared."""
+    if len(rows) < 2:
+        return None, ""
+    metrics = _shown(rows, metrics)
+    dirs = [Path(d) for r in rows for d in r.run_dirs]
+    missing = [d for d in dirs if not (d / PER_USER_FILE).is_file()]
+    if missing or not dirs:
+        return None, (f"No significance marks: they need per-user results ({PER_USER_FILE}) of "
+                      f"every run; {len(missing)} of {len(dirs)} runs have none (`mgnm "
+                      f"evaluate RUN --per-user` writes them, e.g. for {missing[0] if missing else '-'}).")
+    from mgnm.evaluation.compare import significance_marks
+
+    try:
+        marks = significance_marks({_group_key(r): r.run_dirs for r in rows}, metrics, split)
+    except MgnmError as exc:
+        return None, f"No significance marks: {str(exc).splitlines()[0]}"
+    return marks, (f"{MARK.strip()} differs from the best setting of that metric (highest "
+                   f"mean) with a Holm-corrected paired t-test p < 0.05 over the {split} users "
+                   f"(per-user results, seeds averaged per user; Holm over each metric's "
+                   f"comparisons; `mgnm compare` gives every p and interval).")
+
+
+def _cell(r: Selection, m: str, split: str, marks: dict[str, dict[str, bool]] | None) -> str:
+    cell = fmt(getattr(r, split)[m], len(r.seeds))
+    return cell + MARK if marks and marks.get(m, {}).get(_group_key(r)) else cell
+
+
 def markdown(rows: Sequence[Selection], metrics: Sequence[str] | None = None,
-             transpose: bool = False, split: str = "test") -> str:
+             transpose: bool = False, split: str = "test",
+             marks: dict[str, dict[str, bool]] | None = None) -> str:
     """Rows = settings, columns = metrics (``transpose``: rows = metrics, as Table I); one
-    more column (row) gives the validation metric each setting was selected on."""
+    more column (row) gives the validation metric each setting was selected on. ``marks``
+    (from :func:`significance`) adds a dagger to the cells that differ from the best."""
     if not rows:
         return "(no finished runs)\n"
     metrics = _shown(rows, metrics)
@@ -79,7 +124,7 @@ def markdown(rows: Sequence[Selection], metrics: Sequence[str] | None = None,
     if transpose:
         head = "| metric | " + " | ".join(r.label for r in rows) + " |"
         sep = "|---" * (len(rows) + 1) + "|"
-        body = [f"| {m} | " + " | ".join(fmt(getattr(r, split)[m], len(r.seeds)) for r in rows)
+        body = [f"| {m} | " + " | ".join(_cell(r, m, split, marks) for r in rows)
                 + " |" for m in metrics]
         extra = [f"| {sel_head} | " + " | ".join(_selection_cell(r, uniform) for r in rows)
                  + " |",
@@ -89,7 +134,7 @@ def markdown(rows: Sequence[Selection], metrics: Sequence[str] | None = None,
     sep = "|---" * (len(metrics) + 4) + "|"
     body = []
     for r in rows:
-        cells = [fmt(getattr(r, split)[m], len(r.seeds)) for m in metrics]
+        cells = [_cell(r, m, split, marks) for m in metrics]
         body.append(f"| {r.label} | " + " | ".join(cells)
                     + f" | {_selection_cell(r, uniform)} | {r.seconds_per_epoch:.2f}"
                     + f" | {len(r.seeds)} |")
@@ -102,8 +147,11 @@ def write_summary(out: Path, title: str, rows: Sequence[Selection],
     """``summary.md``, ``summary.csv`` and ``summary.json`` in ``out``; returns the Markdown."""
     failed = [o for o in outcomes if o.error]
     chosen_on = " ".join(["validation", *sorted({r.metric for r in rows})])
+    marks, note = significance(rows, metrics)
     text = f"# {title}\n\nTest metrics (mean ± std over seeds) of the setting selected on " \
-           f"{chosen_on}.\n\n" + markdown(rows, metrics, transpose)
+           f"{chosen_on}.\n\n" + markdown(rows, metrics, transpose, marks=marks)
+    if note:
+        text += f"\n{note}\n"
     if failed:
         text += "\nFailed runs:\n" + "".join(f"- {o.spec.run_dir}: {o.error}\n" for o in failed)
     storage.atomic_write_text(out / "summary.md", text)
@@ -120,9 +168,15 @@ def write_summary(out: Path, title: str, rows: Sequence[Selection],
     storage.atomic_write_text(out / "summary.csv", buf.getvalue())
     storage.write_json(out / "summary.json", {
         "title": title, "rows": [_row_json(r) for r in rows],
+        "significance": {"marks": marks and {m: {_label(rows, k): v for k, v in col.items()}
+                                             for m, col in marks.items()}, "note": note},
         "failed": [{"run_dir": str(o.spec.run_dir), "error": o.error} for o in failed],
         "reused": sum(o.reused for o in outcomes), "runs": len(outcomes)})
     return text
+
+
+def _label(rows: Sequence[Selection], key: str) -> str:
+    return next((r.label for r in rows if _group_key(r) == key), key)
 
 
 def _row_json(r: Selection) -> dict[str, Any]:
