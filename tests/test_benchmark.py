@@ -237,3 +237,41 @@ def test_marks_are_compares_significance_on_the_same_runs(tiny_dir, tmp_path):
         assert [c.endswith("†") for c in cells] == [expected[m][r["model"]]
                                                     for m in saved["metrics"]]
     assert not math.isnan(saved["wall_seconds_this_call"])
+
+
+def _result(marks):
+    from mgnm.benchmark.run import BenchmarkResult, Budget, ModelOutcome
+    from mgnm.experiments.grid import Selection
+
+    def outcome(model, r20, n20):
+        row = Selection(model, model, {}, valid={"recall@20": (r20, 0.0), "ndcg@20": (n20, 0.0)},
+                        test={"recall@20": (r20, 0.01), "ndcg@20": (n20, 0.02)},
+                        seeds=[1, 2], seconds_per_epoch=1.0)
+        return ModelOutcome(model, {"learning_rate": 0.001234, "n_layers": 2}, 0, r20,
+                            {"complete": 3, "pruned": 1, "failed": 0, "total": 4}, row=row,
+                            compute_seconds=12.4)
+
+    return BenchmarkResult("DATA", Path("."), Budget(4, 10, 5, (1, 2)), "recall@20",
+                           [outcome("a", 0.30, 0.10), outcome("b", 0.20, 0.15)], 1.0,
+                           marks=marks, significance_note=None if marks else "why not")
+
+
+def test_tables_bold_the_best_and_mark_what_compare_marked():
+    from mgnm.benchmark.table import render
+
+    res = _result({"recall@20": {"a": False, "b": True}, "ndcg@20": {"a": False, "b": False}})
+    md = render(res, "md")
+    assert "| a | **0.3000 ± 0.0100** | 0.1000 ± 0.0200 |" in md
+    assert "| b | 0.2000 ± 0.0100† | **0.1500 ± 0.0200** |" in md
+    assert "| a | learning_rate=0.00123, n_layers=2 | 0.3000 (#0) | 4 (1 pruned, 0 failed) | 12 |" \
+        in md
+    assert "4 trials" in md and "seeds 1, 2" in md and "†: differs from the column's best" in md
+    tex = render(res, "latex")
+    assert r"a & \textbf{0.3000 $\pm$ 0.0100} & 0.1000 $\pm$ 0.0200 \\" in tex
+    assert r"b & 0.2000 $\pm$ 0.0100$^\dagger$ & \textbf{0.1500 $\pm$ 0.0200} \\" in tex
+    rows = list(__import__("csv").DictReader(render(res, "csv").splitlines()))
+    assert [(r["test_recall@20_best"], r["test_recall@20_differs"]) for r in rows] == [
+        ("1", "0"), ("0", "1")]
+    unmarked = render(_result(None), "md")
+    assert "†" not in unmarked and "No significance marks (why not)" in unmarked
+    assert json.loads(render(_result(None), "json"))["models"][1]["best"] == ["ndcg@20"]
