@@ -226,7 +226,7 @@ def run_benchmark(data: str | Path, models: Sequence[str], budget: Budget, out: 
         mo.compute_seconds = compute_seconds(sorted(set(trial_dirs)) + mo.run_dirs)
         done.append(mo)
     result = BenchmarkResult(data, out, budget, metric, done, time.monotonic() - t0)
-    result.marks, result.significance_note = significance(result)
+    result.marks, result.significance_note = significance_marks_for(result)
     return result
 
 
@@ -262,7 +262,7 @@ def shown_metrics(result: BenchmarkResult) -> list[str]:
     return table_metrics([m.row for m in result.models if m.row is not None])
 
 
-def significance(result: BenchmarkResult) -> tuple[dict[str, dict[str, bool]] | None,
+def significance_marks_for(result: BenchmarkResult) -> tuple[dict[str, dict[str, bool]] | None,
                                                     str | None]:
     """Which cells differ from their column's best: the paired, Holm-corrected t-tests over
     users of :func:`mgnm.evaluation.compare.significance_marks` on the seed runs' per-user
