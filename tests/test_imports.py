@@ -8,15 +8,15 @@ The layers, lowest first (a package may import only from lower layers):
      0  errors
      1  storage, datasets
      2  data
-     3  models, prepare
+     3  models, prepare, evaluation
      4  config
      5  runs
-     6  evaluation
-     7  train
-     8  plots, predict
-     9  api, serve, track
-    10  experiments
-    11  tune
+     6  train
+     7  plots, predict
+     8  api, serve, track
+     9  experiments
+    10  tune
+    11  benchmark
     12  cli
 
 ``python scripts/import_graph.py`` prints the package graph this test checks.
@@ -37,15 +37,15 @@ LAYERS = [
     {"mgnm.errors"},
     {"mgnm.storage", "mgnm.datasets"},
     {"mgnm.data"},
-    {"mgnm.models", "mgnm.prepare"},
+    {"mgnm.models", "mgnm.prepare", "mgnm.evaluation"},
     {"mgnm.config"},
     {"mgnm.runs"},
-    {"mgnm.evaluation"},
     {"mgnm.train"},
     {"mgnm.plots", "mgnm.predict"},
     {"mgnm.api", "mgnm.serve", "mgnm.track"},
     {"mgnm.experiments"},
     {"mgnm.tune"},
+    {"mgnm.benchmark"},
     {"mgnm.cli"},
 ]
 TIER = {p: i for i, layer in enumerate(LAYERS) for p in layer}

@@ -10,7 +10,7 @@ import warnings
 
 import click
 
-from mgnm.cli import compare, experiments, info, predict, serve, train
+from mgnm.cli import benchmark, compare, experiments, info, predict, serve, train
 from mgnm.cli.prepare import features, prepare
 from mgnm.cli.track import track
 from mgnm.errors import MgnmError
@@ -21,6 +21,8 @@ AFTER_INTERRUPT = {
                   "are reused and interrupted ones resume)",
     "tune": "interrupted (run the same `mgnm tune` command again to continue the search: "
             "the interrupted trial is re-queued and resumes from its checkpoint)",
+    "benchmark": "interrupted (run the same `mgnm benchmark` command again: the studies "
+                 "continue, finished runs are reused and interrupted ones resume)",
     "serve": "stopped",
 }
 
@@ -40,6 +42,7 @@ def cli() -> None:
 for _command in (train.train, train.evaluate, train.plot, info.info, info.models, info.presets,
                  predict.recommend, predict.export, predict.cold_split, predict.evaluate_cold,
                  serve.serve, experiments.experiment, experiments.tune, compare.compare,
+                 benchmark.benchmark, benchmark.spaces,
                  prepare, features, track):
     cli.add_command(_command)
 

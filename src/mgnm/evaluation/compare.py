@@ -32,9 +32,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from mgnm import storage
 from mgnm.errors import MgnmError
 from mgnm.evaluation.peruser import PER_USER_FILE, load_per_user
-from mgnm.train import io
 
 #: the data record every run writes beside its results (see :mod:`mgnm.data.fingerprint`)
 DATA_RECORD = "data.json"
@@ -120,7 +120,7 @@ def _data_files(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CompareError(f"{path}: missing, so the run's dataset is unknown (runs trained by "
                            f"this version of mgnm write it)")
-    record = io.read_json(path)
+    record = storage.read_json(path)
     if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
         raise CompareError(f"{path}: not a dataset record (no 'files' fingerprint)")
     return record["files"]

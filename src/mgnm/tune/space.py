@@ -11,6 +11,10 @@ A space file is a YAML mapping from config keys to one of::
 ``when`` makes a key conditional: it is searched only in trials where each named key (an
 earlier key of the space, or the base config) has the given value (or one of a list of
 values); otherwise the key keeps its base value.
+
+``modalities: {subsets: drop-one}`` searches the modalities themselves: all of the dataset's
+(or of the base config's ``modalities``), or all but one, each choice a comma-separated
+string (what config key ``modalities`` accepts).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Any
 from mgnm.config import load_config_file, resolve_config
 from mgnm.errors import ConfigError
 
-_FIELDS = {"low", "high", "log", "step", "choices", "when"}
+_FIELDS = {"low", "high", "log", "step", "choices", "when", "subsets"}
+#: the values of field ``subsets`` (of key ``modalities`` only)
+SUBSETS = ("drop-one",)
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,19 @@ def _number(v: Any, where: str) -> float | int:
     return v
 
 
-def parse_space(raw: dict[str, Any], where: str) -> list[Param]:
-    """Validate a space mapping (``where`` names its file in errors)."""
+def modality_subsets(modalities: list[str]) -> list[str]:
+    """All ``modalities``, then each with one left out (none for a single one), as the
+    comma-separated strings config key ``modalities`` accepts."""
+    subsets = [",".join(modalities)]
+    if len(modalities) > 1:
+        subsets += [",".join(m for m in modalities if m != drop) for drop in modalities]
+    return subsets
+
+
+def parse_space(raw: dict[str, Any], where: str,
+                modalities: list[str] | None = None) -> list[Param]:
+    """Validate a space mapping (``where`` names its file in errors); ``modalities`` are the
+    dataset's, for a ``subsets`` key."""
     if not raw:
         raise ConfigError(f"{where}: the search space is empty")
     params = []
@@ -96,6 +113,15 @@ def parse_space(raw: dict[str, Any], where: str) -> list[Param]:
         if not isinstance(when, dict):
             raise ConfigError(f"{at}: 'when' must be a mapping of key: value")
         when = {str(k): tuple(v) if isinstance(v, list) else (v,) for k, v in when.items()}
+        if "subsets" in spec:
+            if name != "modalities" or spec["subsets"] not in SUBSETS or set(spec) - {
+                    "subsets", "when"}:
+                raise ConfigError(f"{at}: 'subsets' is for key 'modalities' only, alone, with "
+                                  f"value {' or '.join(SUBSETS)}")
+            if not modalities:
+                raise ConfigError(f"{at}: 'subsets' needs a dataset with *_feat.npy modalities")
+            params.append(Param(name, choices=tuple(modality_subsets(modalities)), when=when))
+            continue
         if "choices" in spec:
             choices = spec["choices"]
             if not isinstance(choices, list) or not choices or set(spec) & {"low", "high"}:
@@ -118,7 +144,7 @@ def parse_space(raw: dict[str, Any], where: str) -> list[Param]:
 def load_space(path: str | Path, model: str, base: dict[str, Any]) -> list[Param]:
     """Read and check a space file: every key must be a config key of ``model`` and the
     lowest (first) value of every key must give a valid config."""
-    params = parse_space(load_config_file(path), str(path))
+    params = parse_space(load_config_file(path), str(path), dataset_modalities(base))
     trial = {p.name: (p.choices[0] if p.choices is not None else p.low) for p in params}
     try:
         resolve_config({**base, **trial, "model": model})
@@ -131,6 +157,16 @@ def load_space(path: str | Path, model: str, base: dict[str, Any]) -> list[Param
                     {**base, "model": model}).flat():
                 raise ConfigError(f"{path}, key {p.name!r}: 'when' names unknown key {k!r}")
     return params
+
+
+def dataset_modalities(base: dict[str, Any]) -> list[str]:
+    """The base config's ``modalities``, else the dataset's (its ``*_feat.npy`` by name)."""
+    mods = base.get("modalities")
+    if mods:
+        return [m.strip() for m in mods.split(",")] if isinstance(mods, str) else list(mods)
+    if base.get("data") is None:
+        return []
+    return [p.name[: -len("_feat.npy")] for p in sorted(Path(base["data"]).glob("*_feat.npy"))]
 
 
 def suggest_all(trial: Any, params: list[Param], base: dict[str, Any]) -> dict[str, Any]:
