@@ -6,7 +6,9 @@ Starts the real server (``mgnm serve``) on a free loopback port, then runs two p
 ``--seconds`` each: known users (``GET /users/{id}/recommendations?k=20``, users drawn at
 random among those with a training interaction) and fold-in (``POST /recommendations`` with
 the training items of a random user as the history, k = 20). Prints requests/s, p50/p99
-latency, the count of non-200 answers and the server's resident memory before and after.
+latency, the count of non-200 answers, the server process's CPU time per request (its user +
+system CPU time from ``/proc/PID/stat`` before and after each phase, divided by the requests
+answered) and its resident memory before and after.
 Everything stays on 127.0.0.1; the server is stopped at the end.
 """
 
@@ -36,13 +38,20 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (fields 14 and 15 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after the command name, from field 3
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def phase(base: str, make_request, clients: int, seconds: float) -> dict:
+def phase(base: str, make_request, clients: int, seconds: float, pid: int) -> dict:
     lat: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -65,15 +74,19 @@ def phase(base: str, make_request, clients: int, seconds: float) -> dict:
                     errors[0] += not ok
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    cpu0 = cpu_seconds(pid)
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds(pid) - cpu0
     ms = np.array(lat) * 1000
+    answered = len(lat) + errors[0]
     return {"requests": len(lat), "rps": len(lat) / wall, "p50": float(np.percentile(ms, 50)),
-            "p99": float(np.percentile(ms, 99)), "errors": errors[0]}
+            "p99": float(np.percentile(ms, 99)), "errors": errors[0],
+            "cpu_ms": 1000 * cpu / max(answered, 1)}
 
 
 def main() -> None:
@@ -115,10 +128,10 @@ def main() -> None:
         users = [user_id(int(u)) for u in trained]
         hist_list = list(histories.values())
         known = phase(base, lambda r: ("GET", f"/users/{r.choice(users)}/recommendations",
-                                       {"params": {"k": 20}}), args.clients, args.seconds)
+                                       {"params": {"k": 20}}), args.clients, args.seconds, proc.pid)
         fold = phase(base, lambda r: ("POST", "/recommendations",
                                       {"json": {"history": r.choice(hist_list), "k": 20}}),
-                     args.clients, args.seconds)
+                     args.clients, args.seconds, proc.pid)
         after = rss_mb(proc.pid)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -128,12 +141,12 @@ def main() -> None:
             proc.kill()
     print(f"server: {args.run}, started and loaded in {load_s:.1f} s; {args.clients} clients, "
           f"{args.seconds:.0f} s per phase")
-    print("| request | requests | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| request | requests | req/s | p50 ms | p99 ms | server CPU ms/request | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in (("GET /users/{id}/recommendations?k=20", known),
                     ("POST /recommendations (fold-in), k=20", fold)):
         print(f"| {name} | {r['requests']} | {r['rps']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | "
-              f"{r['errors']} |")
+              f"{r['cpu_ms']:.3f} | {r['errors']} |")
     print(f"server RSS: {before:.0f} MB before, {after:.0f} MB after")
 
 

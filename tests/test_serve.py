@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import need  # noqa: E402
 
-httpx = need("httpx", "fastapi", "uvicorn", extra="serve")
+httpx = need("httpx", "fastapi", "uvicorn", "prometheus_client", extra="serve")
 
 from clitools import assert_user_error, run_mgnm  # noqa: E402
 from conftest import write_dataset  # noqa: E402
+from servetools import start_server, stop, wait_for_line  # noqa: E402
 
 from mgnm import api  # noqa: E402
 from mgnm.data.idmap import write_id_map  # noqa: E402
@@ -29,57 +23,6 @@ FAST = {"epochs": 2, "batch_size": 64, "device": "cpu", "topk": [5, 10],
 
 
 PROCS: dict[str, subprocess.Popen] = {}  # base URL -> the server process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(run: Path, *extra: str):
-    """The server and its base URL; its stdout lines are collected in ``proc.lines``."""
-    port = free_port()
-    exe = Path(sys.executable).with_name("mgnm")
-    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "mgnm.cli"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd + ["serve", str(run), "--port", str(port), *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc.lines = []
-    threading.Thread(target=lambda: proc.lines.extend(iter(proc.stdout.readline, "")),
-                     daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300  # a loaded machine imports torch slowly
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read()}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("server did not start within 300 s")
-
-
-def wait_for_line(proc, fragment: str, timeout: float = 20) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [line for line in list(proc.lines) if fragment in line]
-        if found:
-            return found[0].rstrip("\n")
-        time.sleep(0.05)
-    raise AssertionError(f"no line with {fragment!r} on stdout: {proc.lines}")
-
-
-def stop(proc) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return proc.stderr.read()
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +90,7 @@ def test_new_items_become_recommendable(served):
     run, base = served
     feats = {"image": [1.0] + [0.0] * 7, "text": [1.0, 0, 0, 0, 0]}
     r = httpx.post(f"{base}/items", json={"items": [{"features": feats}, {"features": feats}]})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 201, r.text
     new = r.json()["items"]
     assert len(new) == 2 and new[0] >= 45
     assert httpx.get(f"{base}/health").json()["n_items"] >= 47
@@ -276,7 +219,7 @@ def test_every_multimodal_model_serves_new_users_and_new_items(name, tmp_path):
         assert health["fold_in"] and health["cold_items"] and "tau" in health["cold_items"]
         feats = {"image": [0.0, 1.0] + [0.0] * 6, "text": [0.0, 1.0, 0, 0, 0]}
         r = httpx.post(f"{base}/items", json={"items": [{"features": feats}]})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 201, r.text
         r = httpx.post(f"{base}/recommendations", json={"history": [1, 4, 9], "k": 5})
         assert r.status_code == 200, r.text
         assert len(r.json()["items"]) == 5 and not {1, 4, 9} & set(r.json()["items"])

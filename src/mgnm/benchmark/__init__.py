@@ -2,7 +2,7 @@
 
 - :mod:`mgnm.benchmark.run`: the budget, the per-model search (:func:`mgnm.tune.search.tune`
   over each model's shipped space) and the seed runs of each chosen configuration
-  (:func:`mgnm.experiments.grid.run_all`), all resumable.
+  (:func:`mgnm.experiments.runners.run_all`), all resumable.
 - :mod:`mgnm.benchmark.table`: the table (Markdown, CSV, LaTeX, JSON) with the best mean of
   each column in bold and the cells that differ significantly from it marked.
 """

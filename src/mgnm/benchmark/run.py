@@ -7,7 +7,7 @@ For each model, in the order given:
    pruner, sampler and sampler seed for every model; the chosen trial is the completed one
    with the best **validation** ``valid_metric`` (ties: the first);
 2. the chosen configuration trained once per seed with the experiment runner
-   (:func:`mgnm.experiments.grid.run_all`), each run keyed by its resolved config.
+   (:func:`mgnm.experiments.runners.run_all`), each run keyed by its resolved config.
 
 Everything lives under ``out``: ``tune/<model>/`` (``study.db`` and the trials' runs) and
 ``runs/<model>/`` (the seed runs). Running the same command again continues the studies
@@ -24,8 +24,9 @@ from typing import Any
 
 from mgnm.config import resolve_config
 from mgnm.errors import ConfigError
-from mgnm.experiments.grid import RunOutcome, Selection, aggregate, plan_runs, run_all
+from mgnm.experiments.grid import RunOutcome, Selection, aggregate, plan_runs
 from mgnm.experiments.report import table_metrics
+from mgnm.experiments.runners import run_all
 from mgnm.experiments.sweep import prepare_out
 from mgnm.models import MODELS, get_model_class
 from mgnm.runs import read_log

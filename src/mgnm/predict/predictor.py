@@ -33,6 +33,7 @@ from mgnm.data.idmap import MAP_FILES, IdMap
 from mgnm.errors import DataError
 from mgnm.evaluation.evaluator import recommend_topk
 from mgnm.models.placement import Placement, Trained, build_placement
+from mgnm.predict.catalogue import Catalogue, CatalogueError
 from mgnm.runs import load_run
 
 MAX_K = 1000
@@ -102,6 +103,9 @@ class Predictor:
     def __init__(self, model_name: str, dataset: Dataset, user_emb: torch.Tensor,
                  item_emb: torch.Tensor, placement: Placement) -> None:
         self.model_name = model_name
+        self.dataset_name = dataset.name
+        self.catalogue: Catalogue | None = None
+        self.retired: frozenset[int] = frozenset()
         self.n_users = dataset.n_users
         self.n_trained_items = dataset.n_items
         self.user_map: IdMap | None = dataset.user_map
@@ -125,9 +129,37 @@ class Predictor:
     # ------------------------------------------------------------------ construction
     @classmethod
     def load(cls, run_dir: str | Path, data: str | Path | Dataset | None = None,
-             device: str = "cpu") -> Predictor:
-        """Load the best model of ``run_dir`` (``data``: the dataset, if it moved)."""
-        return cls.from_run(load_run(run_dir, data, device))
+             device: str = "cpu", catalogue: str | Path | Catalogue | None = None) -> Predictor:
+        """Load the best model of ``run_dir`` (``data``: the dataset, if it moved).
+
+        ``catalogue``: the store of items added and retired after training (a directory, see
+        :mod:`mgnm.predict.catalogue`, or an opened :class:`Catalogue`); its changes are
+        applied (added items placed by this run's model from their stored features) and
+        later :meth:`add_items` and :meth:`retire` calls are written to it."""
+        predictor = cls.from_run(load_run(run_dir, data, device))
+        if catalogue is not None:
+            predictor.attach(catalogue if isinstance(catalogue, Catalogue)
+                             else Catalogue(catalogue))
+        return predictor
+
+    def attach(self, catalogue: Catalogue) -> None:
+        """Apply the store's records to this predictor, then write later changes to it."""
+        for n, record in enumerate(catalogue.records, 1):
+            try:
+                if record["op"] == "add":
+                    items = record["items"]
+                    feats = {m: [it["features"][m] for it in items] for m in self.feature_dims}
+                    ids = [it["id"] for it in items]
+                    got = self._add(feats, ids if self.item_map is not None else None,
+                                    "items", None)
+                    if got != ids:
+                        raise RequestError("id", f"numbered {got}, stored as {ids}")
+                else:
+                    self._retire(record["ids"], "ids", None)
+            except (KeyError, TypeError, DataError) as exc:
+                raise CatalogueError(f"{catalogue.path}: record {n} does not apply to this "
+                                     f"run ({exc})") from None
+        self.catalogue = catalogue
 
     @classmethod
     @torch.no_grad()
@@ -288,12 +320,17 @@ class Predictor:
         items, scores = self._topk(vec.unsqueeze(0), k, seen)
         return self._answer(None, items[0], scores[0])
 
-    @torch.no_grad()
     def add_items(self, features: dict[str, Any], ids: Sequence[str] | None = None,
                   field: str = "items") -> list[str | int]:
         """Make new items recommendable from their content: ``features[m]`` has one row per
         new item for every modality of the run. ``ids``: their original IDs (required, and
-        new, when the dataset has an item map; not allowed otherwise: items are numbered)."""
+        new, when the dataset has an item map; not allowed otherwise: items are numbered).
+        With a catalogue store attached, the items are durable when this returns."""
+        return self._add(features, ids, field, self.catalogue)
+
+    @torch.no_grad()
+    def _add(self, features: dict[str, Any], ids: Sequence[str] | None, field: str,
+             store: Catalogue | None) -> list[str | int]:
         if not self.placement.can_place_items:
             self.placement.cold_items({})  # raises the model's refusal
         missing = [m for m in self.feature_dims if m not in features]
@@ -323,12 +360,47 @@ class Predictor:
         with self._lock:
             new_ids = self._new_ids(ids, n_new, field)
             items, eligible = self._items
+            if self.item_map is None:
+                new_ids = list(range(items.shape[0], items.shape[0] + n_new))
+            if store is not None:  # durable before it is visible
+                store.append({"op": "add", "items": [
+                    {"id": x, "features": {m: rows[m][j].tolist() for m in rows}}
+                    for j, x in enumerate(new_ids)]})
             self._items = (torch.cat([items, vectors]),
                            torch.cat([eligible, torch.ones(n_new, dtype=torch.bool)]))
             if self.item_map is not None:
                 self.item_map = self.item_map.extended([str(x) for x in new_ids])
-            return list(new_ids) if self.item_map is not None else \
-                list(range(items.shape[0], items.shape[0] + n_new))
+            return list(new_ids)
+
+    def retire(self, ids: Sequence[Any], field: str = "ids") -> list[str | int]:
+        """Never recommend these items again (trained or added). With a catalogue store
+        attached, the change is durable when this returns. Returns the IDs retired now
+        (those already retired are left out)."""
+        return self._retire(ids, field, self.catalogue)
+
+    def _retire(self, ids: Sequence[Any], field: str, store: Catalogue | None) -> list:
+        ids = list(ids)
+        with self._lock:
+            idx = self.item_indices(ids, field)
+            fresh = [j for j, i in enumerate(idx) if int(i) not in self.retired]
+            if not fresh:
+                return []
+            done = [ids[j] if self.item_map is not None else int(idx[j]) for j in fresh]
+            if store is not None:
+                store.append({"op": "retire", "ids": done})
+            items, eligible = self._items
+            eligible = eligible.clone()
+            eligible[torch.as_tensor(idx)] = False
+            self._items = (items, eligible)
+            self.retired = self.retired | {int(i) for i in idx}
+            return done
+
+    def item_state(self, item: Any) -> str:
+        """``trained`` (in the run's data), ``added`` (after training) or ``retired``."""
+        i = int(self.item_indices([item], "item")[0])
+        if i in self.retired:
+            return "retired"
+        return "trained" if i < self.n_trained_items else "added"
 
     def _new_ids(self, ids: Sequence[str] | None, n_new: int, field: str) -> list:
         if self.item_map is None:
@@ -346,6 +418,7 @@ class Predictor:
 
     def info(self) -> dict[str, Any]:
         return {"model": self.model_name, "n_users": self.n_users, "n_items": self.n_items,
+                "n_retired": len(self.retired),
                 "fold_in": self.placement.fold_in_method or None,
                 "cold_items": self.placement.describe_cold() or None}
 

@@ -17,6 +17,7 @@ def require_serve_extra() -> None:
     """One clear line when FastAPI or uvicorn is missing."""
     try:
         import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise MissingExtraError(f"mgnm serve needs {exc.name}: pip install 'mgnm[serve]'") from None

@@ -4,7 +4,18 @@
 - ``GET /users/{user_id}/recommendations?k=10`` -> ``{"user", "items", "scores"[, "titles"]}``
 - ``POST /recommendations`` ``{"history": [item ids], "k": 10}`` -> the same shape (fold-in)
 - ``POST /items`` ``{"items": [{"id": "...", "features": {"image": [...], ...}}]}`` ->
-  ``{"items": [new ids]}``; recommendable from the next request on.
+  201 ``{"items": [new ids]}``; recommendable from the next request on, and written to the
+  catalogue store (fsynced) before the answer.
+- ``GET /items/{item_id}`` -> ``{"id", "state"}`` (``trained``, ``added`` or ``retired``).
+- ``DELETE /items/{item_id}`` -> ``{"id", "state": "retired"}``: never recommended again.
+- ``POST /admin/reload`` ``{"run": "RUN_DIR"}`` -> the new run's ``/health`` answer; 422 with
+  the reason when it cannot be loaded (the old run keeps serving).
+- ``GET /metrics`` -> Prometheus text (requests, latencies, catalogue size, items added and
+  retired).
+
+Writes (``POST /items``, ``DELETE /items/...``, ``POST /admin/reload``) need
+``Authorization: Bearer TOKEN`` when the server has a token (401 otherwise) and are refused
+with 403 by a read-only server.
 
 Statuses: 404 for an unknown user or item (and for a user without training rows), 422 for a
 malformed body, a value of the wrong type (strict: an ID is a JSON string or integer, ``k`` an
@@ -17,20 +28,29 @@ Bodies are parsed as JSON by pydantic: nothing is unpickled or evaluated.
 from __future__ import annotations
 
 import copy
+import hmac
+import ipaddress
 import json
+import signal
 import socket
+import sys
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 from pydantic_core import PydanticCustomError
 
-from mgnm.errors import UnsupportedError
+from mgnm.errors import MgnmError, UnsupportedError
+from mgnm.predict.catalogue import Catalogue
 from mgnm.predict.predictor import MAX_K, Predictor, RequestError, UnknownIdError
 from mgnm.serve import ServeError
+from mgnm.serve.metrics import Metrics
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes
 
@@ -67,6 +87,59 @@ class NewItem(_Strict):
 
 class NewItemsRequest(_Strict):
     items: list[NewItem] = Field(min_length=1)
+
+
+class ReloadRequest(_Strict):
+    run: StrictStr | None = None
+
+
+class ReloadError(MgnmError):
+    """A run that cannot replace the one served (HTTP 422; the old run keeps serving)."""
+
+
+class Service:
+    """What the server serves: the current :class:`Predictor` (replaced whole by
+    :meth:`reload`, one reference swap), its run directory and the catalogue store."""
+
+    def __init__(self, predictor: Predictor, run_dir: str | Path | None = None,
+                 data: str | None = None) -> None:
+        self.predictor = predictor
+        self.run_dir = run_dir
+        self.data = data
+        self.writes = threading.Lock()  # adds, retirements and reloads one at a time
+
+    def reload(self, run_dir: str | Path | None = None) -> Predictor:
+        """Load ``run_dir`` (default: the run served) beside the one served, apply the
+        catalogue store to it, then switch. Raises :class:`ReloadError` with the reason."""
+        run_dir = run_dir if run_dir is not None else self.run_dir
+        if run_dir is None:
+            raise ReloadError("no run to reload: name one in 'run'")
+        with self.writes:
+            old = self.predictor
+            try:
+                data = self.data if str(run_dir) == str(self.run_dir) else None
+                new = Predictor.load(run_dir, data)
+            except (MgnmError, OSError, ValueError, RuntimeError) as exc:
+                raise ReloadError(f"{run_dir}: cannot load ({exc})") from None
+            mine = (old.dataset_name, old.n_users, old.n_trained_items, old.feature_dims)
+            theirs = (new.dataset_name, new.n_users, new.n_trained_items, new.feature_dims)
+            if mine != theirs:
+                raise ReloadError(f"{run_dir}: a different dataset ({theirs[0]!r}, "
+                                  f"{theirs[1]} users, {theirs[2]} items) than the one "
+                                  f"served ({mine[0]!r}, {mine[1]} users, {mine[2]} items)")
+            if old.catalogue is not None:
+                try:
+                    new.attach(old.catalogue)
+                except MgnmError as exc:
+                    raise ReloadError(str(exc)) from None
+            self.predictor = new  # the switch: requests that began earlier keep ``old``
+            self.run_dir = run_dir
+            return new
+
+
+def _json(payload: dict[str, Any], status: int = 200) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")).encode(), status,
+                    media_type="application/json")
 
 
 class BodyLimit:
@@ -129,9 +202,33 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def create_app(predictor: Predictor, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
-    """The application serving ``predictor``."""
-    app = FastAPI(title="mgnm", version="1", docs_url=None, redoc_url=None)
+def create_app(predictor: Predictor | Service, max_body: int = DEFAULT_MAX_BODY, *,
+               token: str | None = None, read_only: bool = False) -> FastAPI:
+    """The application serving ``predictor`` (or a :class:`Service`, which can reload).
+    ``token``: the bearer token writes need; ``read_only``: writes answer 403."""
+    service = predictor if isinstance(predictor, Service) else Service(predictor)
+    app = FastAPI(title="mgnm", version="1", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    metrics = Metrics(lambda: service.predictor)
+    app.state.service = service
+    expected = token.encode() if token else None
+
+    def writer(request: Request) -> None:
+        if read_only:
+            raise _Refused(403, "this server is read-only")
+        if expected is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
+                                                                 expected):
+            raise _Refused(401, "writes need 'Authorization: Bearer <token>' with the "
+                                "server's token")
+
+    @app.exception_handler(_Refused)
+    async def _refused(request: Request, exc: _Refused) -> JSONResponse:
+        headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -142,6 +239,10 @@ def create_app(predictor: Predictor, max_body: int = DEFAULT_MAX_BODY) -> FastAP
         return JSONResponse({"detail": [{"field": exc.field, "message": exc.reason}]},
                             status_code=422)
 
+    @app.exception_handler(ReloadError)
+    async def _no_reload(request: Request, exc: ReloadError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
     @app.exception_handler(UnknownIdError)
     async def _unknown(request: Request, exc: UnknownIdError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -151,39 +252,91 @@ def create_app(predictor: Predictor, max_body: int = DEFAULT_MAX_BODY) -> FastAP
         return JSONResponse({"detail": str(exc)}, status_code=501)
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", **predictor.info()}
+    async def health() -> Response:
+        return _json({"status": "ok", **service.predictor.info()})
 
+    @app.get("/metrics")
+    async def metrics_text() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    # the answers are computed on the event loop (a top-k over the item table is short):
+    # no thread hand-off per request
     @app.get("/users/{user_id}/recommendations")
-    def user_recommendations(user_id: str,
-                             k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> dict[str, Any]:
-        return predictor.recommend([user_id], k)[0].to_dict()
+    async def user_recommendations(user_id: str,
+                                   k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> Response:
+        return _json(service.predictor.recommend([user_id], k)[0].to_dict())
 
     @app.post("/recommendations")
-    def history_recommendations(body: HistoryRequest) -> dict[str, Any]:
-        return predictor.recommend_for_history(body.history, body.k).to_dict()
+    async def history_recommendations(body: HistoryRequest) -> Response:
+        return _json(service.predictor.recommend_for_history(body.history, body.k).to_dict())
 
-    @app.post("/items")
-    def add_items(body: NewItemsRequest) -> dict[str, Any]:
-        names = list(predictor.feature_dims)
-        for j, item in enumerate(body.items):
-            unknown = [m for m in item.features if m not in predictor.feature_dims]
-            missing = [m for m in names if m not in item.features]
-            if unknown or missing:
-                what = f"unknown modality {unknown[0]!r}" if unknown else \
-                    f"missing modality {missing[0]!r}"
-                raise RequestError(f"items.{j}.features", f"{what}; the run uses {names}")
-            for m, dim in predictor.feature_dims.items():
-                if len(item.features[m]) != dim:
-                    raise RequestError(f"items.{j}.features.{m}", f"expected {dim} numbers, "
-                                                                  f"got {len(item.features[m])}")
-        feats = {m: [item.features[m] for item in body.items] for m in names}
-        ids = [item.id for item in body.items]
-        new = predictor.add_items(feats, None if all(x is None for x in ids) else ids)
-        return {"items": new}
+    @app.get("/items/{item_id}")
+    async def item_state(item_id: str) -> Response:
+        p = service.predictor
+        return _json({"id": _shown_id(p, item_id), "state": p.item_state(item_id)})
+
+    @app.post("/items", status_code=201, dependencies=[Depends(writer)])
+    def add_items(body: NewItemsRequest) -> Response:
+        with service.writes:
+            p = service.predictor
+            names = list(p.feature_dims)
+            for j, item in enumerate(body.items):
+                unknown = [m for m in item.features if m not in p.feature_dims]
+                missing = [m for m in names if m not in item.features]
+                if unknown or missing:
+                    what = f"unknown modality {unknown[0]!r}" if unknown else \
+                        f"missing modality {missing[0]!r}"
+                    raise RequestError(f"items.{j}.features", f"{what}; the run uses {names}")
+                for m, dim in p.feature_dims.items():
+                    if len(item.features[m]) != dim:
+                        raise RequestError(f"items.{j}.features.{m}",
+                                           f"expected {dim} numbers, got "
+                                           f"{len(item.features[m])}")
+            feats = {m: [item.features[m] for item in body.items] for m in names}
+            ids = [item.id for item in body.items]
+            new = p.add_items(feats, None if all(x is None for x in ids) else ids)
+        metrics.added.inc(len(new))
+        return _json({"items": new}, 201)
+
+    @app.delete("/items/{item_id}", dependencies=[Depends(writer)])
+    def retire_item(item_id: str) -> Response:
+        with service.writes:
+            p = service.predictor
+            done = p.retire([item_id], "item_id")
+        metrics.retired.inc(len(done))
+        return _json({"id": _shown_id(p, item_id), "state": "retired"})
+
+    @app.post("/admin/reload", dependencies=[Depends(writer)])
+    def reload(body: ReloadRequest | None = None) -> Response:
+        new = service.reload(body.run if body is not None else None)
+        metrics.reloads.inc()
+        return _json({"status": "ok", "run": str(service.run_dir), **new.info()})
 
     app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(metrics.middleware)
     return app
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _shown_id(p: Predictor, item_id: str) -> str | int:
+    return item_id if p.item_map is not None else int(p.item_indices([item_id])[0])
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback address."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -227,19 +380,52 @@ def url_of(sock: socket.socket) -> str:
 
 def run_server(run_dir: str, host: str = "127.0.0.1", port: int = 8000, *,
                data: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-               access_log: bool = False, echo: Callable[[str], None] = print) -> None:
-    """Take ``host:port`` (a busy port fails here, before the load), load ``run_dir`` once,
-    say where it is served and serve it with uvicorn until interrupted."""
+               access_log: bool = False, token: str | None = None, read_only: bool = False,
+               catalogue: str | None = None,
+               echo: Callable[[str], None] = print) -> None:
+    """Take ``host:port`` (a busy port fails here, before the load), load ``run_dir`` once
+    with its catalogue store (default ``RUN_DIR/catalogue``), say where it is served and
+    serve it with uvicorn until interrupted; SIGHUP reloads the run served."""
     import uvicorn
 
+    token = token or None
+    if not read_only and token is None and not is_loopback(host):
+        raise ServeError(f"refusing to serve writes on {host} without a token: pass --token "
+                         f"(or set MGNM_SERVE_TOKEN), or --read-only")
     sock = listen_socket(host, port)
     try:
-        predictor = Predictor.load(run_dir, data)
+        store = Catalogue(catalogue if catalogue is not None else Path(run_dir) / "catalogue")
+        if store.warning:
+            print(f"warning: {store.warning}", file=sys.stderr, flush=True)
+        predictor = Predictor.load(run_dir, data, catalogue=store)
+        service = Service(predictor, run_dir, data)
         info = predictor.info()
         echo(f"serving {info['model']} (run {run_dir}: {info['n_users']:,} users, "
              f"{info['n_items']:,} items) on {url_of(sock)} (Ctrl+C to stop)")
-        config = uvicorn.Config(create_app(predictor, max_body), log_level=None,
-                                log_config=_log_config(access_log), access_log=access_log)
+        _reload_on_sighup(service)
+        config = uvicorn.Config(create_app(service, max_body, token=token,
+                                           read_only=read_only),
+                                log_level=None, log_config=_log_config(access_log),
+                                access_log=access_log)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _reload_on_sighup(service: Service) -> None:
+    """SIGHUP: reload the run served (in a thread: requests go on meanwhile)."""
+    if not hasattr(signal, "SIGHUP"):
+        return
+
+    def reload() -> None:
+        t0 = time.monotonic()
+        try:
+            service.reload()
+        except ReloadError as exc:
+            print(f"reload failed, still serving the old run: {exc}", file=sys.stderr,
+                  flush=True)
+            return
+        print(f"reloaded {service.run_dir} in {time.monotonic() - t0:.1f} s", flush=True)
+
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload,
+                                                            daemon=True).start())
