@@ -158,3 +158,43 @@ def test_recommend_examples_name_users_of_the_demo() -> None:
     for spec in users:
         for u in spec.split(","):
             assert u in index and index[u] in trained, (spec, u)
+
+
+# What a user's document must not carry: the history of how the code was made.
+HISTORY = [
+    (re.compile(r"\b(?:this|previous|earlier|next) stop\b|\bstop \d", re.I), "a work 'stop'"),
+    (re.compile(r"\bissue \d", re.I), "an issue number"),
+    (re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b"), "a commit hash"),
+    (re.compile(r"\bworktree\b", re.I), "a git worktree recipe"),
+    (re.compile(r"\.\./shared/|/work/"), "a path of the machine it was measured on"),
+]
+
+
+def history_marks(text: str) -> list[str]:
+    return [f"{what}: {m.group(0)!r}" for rx, what in HISTORY for m in rx.finditer(text)]
+
+
+def test_history_marks_are_found() -> None:
+    """The patterns catch what they are for, and pass plain measurements and file names."""
+    assert len(history_marks("as in the previous stop (commit 7011fe4), see issue 10")) == 3
+    assert history_marks("git worktree add /tmp/x; --data ../shared/data/tiktok") != []
+    assert history_marks("`B000123.jpg`, 0.38685283, --valid-from 1628643414042, "
+                         "early stop at epoch 52, `git_commit` tag") == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_documents_speak_to_users(doc: Path) -> None:
+    """Docs say what the software does, how to run it and what it measured: no commit hashes,
+    issue numbers, work sessions or the measuring machine's own paths (examples use DATA_DIR)."""
+    marks = history_marks(_text(doc))
+    assert not marks, f"{doc.relative_to(ROOT)}: {marks}"
+
+
+def test_readme_starts_with_the_demo_run_then_the_tests() -> None:
+    """The first command sets up and runs MGNM on the bundled demo; the second runs the tests."""
+    blocks = re.findall(r"```bash\n(.*?)```", _text(ROOT / "README.md"), re.S)
+    assert len(blocks) >= 2
+    first, second = blocks[0].strip(), blocks[1].strip()
+    assert "pip install" in first and first.endswith("mgnm train --model mgnm"), first
+    assert "--data" not in first  # no --data: the bundled demo
+    assert "pip install" in second and second.endswith("python -m pytest -q"), second
