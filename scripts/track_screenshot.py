@@ -8,7 +8,7 @@ background networking.
 
     mgnm track RUN_DIR ... --to mlflow --tracking-uri sqlite:///path/to/mlflow.db
     python scripts/track_screenshot.py --tracking-uri sqlite:///path/to/mlflow.db \\
-        --experiment NAME --metric valid/recall_at_20 --out docs/images/tracking-mlflow.png
+        --experiment NAME --metric valid/recall_at_20 --out docs/tracking-mlflow.png
 
 Needs the extra ``track`` and Chromium (Debian: ``apt-get install chromium``).
 """
