@@ -38,7 +38,7 @@ def _default_run_dir(model: str, dataset: str, seed: int) -> Path:
 def train(model, data, config_file, preset, sets, seed, device, threads, out, resume_dir,
           quiet, track, tracking_uri, track_base, track_experiment) -> None:
     """Train a model to early stopping; writes a run directory with result.json."""
-    from mgnm import api
+    from mgnm import api, runs
     from mgnm.config import parse_set
     from mgnm.train.progress import default_progress
     from mgnm.train.trainer import resume
@@ -77,7 +77,7 @@ def train(model, data, config_file, preset, sets, seed, device, threads, out, re
         dataset_name = Path(cfg.data).resolve().name if cfg.data else "data"
         run_dir = Path(out) if out else _default_run_dir(cfg.model, dataset_name,
                                                          cfg.train.seed)
-        if (run_dir / "checkpoint.pt").exists():
+        if (run_dir / runs.CHECKPOINT).exists():
             raise click.UsageError(f"{run_dir} already holds a run; use --resume {run_dir} to "
                                    f"continue it or choose another --out")
         tracker = tracking(track_kind(None, cfg.train.tracking, tracking_uri),

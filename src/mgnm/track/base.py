@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from mgnm import runs
 from mgnm.errors import MgnmError
 from mgnm.track.runfiles import RunFiles, params, run_key
 
@@ -128,7 +129,7 @@ class Target(Protocol):
 def curves_png(run_dir: Path | None) -> Iterator[Path | None]:
     """The run's learning curves (``mgnm plot``) as a PNG in a temporary directory, or None
     when the run has no logged epoch."""
-    if run_dir is None or not (Path(run_dir) / "log.jsonl").is_file():
+    if run_dir is None or not (Path(run_dir) / runs.LOG).is_file():
         yield None
         return
     from mgnm.plots import plot_curves

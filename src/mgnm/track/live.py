@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mgnm import runs
 from mgnm.errors import MgnmError
 from mgnm.track.base import (
     RunOpen,
@@ -201,10 +202,10 @@ class Tracking(Callback):
             from mgnm.train.provenance import software
 
             data = None
-            if run_dir is not None and (run_dir / "data.json").is_file():
+            if run_dir is not None and (run_dir / runs.DATA_RECORD).is_file():
                 from mgnm import storage
 
-                data = storage.read_json(run_dir / "data.json")
+                data = storage.read_json(run_dir / runs.DATA_RECORD)
             tags = run_tags(config, info.get("dataset"), data, software())
             self._handle = self._connected().open(dataclasses.replace(spec, tags=tags),
                                                   live=True, fresh=start == 0)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from mgnm import runs
 from mgnm.errors import MgnmError
 from mgnm.track.base import RunOpen, curves_png
 from mgnm.track.runfiles import RunFiles, end_metrics, epoch_metrics
@@ -245,7 +246,7 @@ class MlflowRun:
                 tags.append(RunTag("device", str(result["device"])))
             client.log_batch(self.run_id, metrics=metrics)
             if self.run_dir is not None:
-                for name in ("result.json", "config.yaml"):
+                for name in (runs.RESULT, runs.CONFIG):
                     if (Path(self.run_dir) / name).is_file():
                         client.log_artifact(self.run_id, str(Path(self.run_dir) / name))
                 with curves_png(self.run_dir) as png:
