@@ -170,3 +170,23 @@ def test_ctrl_c_says_to_rerun_tune_and_leaves_the_trial_to_requeue(tiny_dir, tmp
                            "its checkpoint)")
     study = optuna.load_study(study_name="mgnm-tune", storage=f"sqlite:///{out / 'study.db'}")
     assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
+
+
+def test_without_space_the_models_shipped_space_is_searched(tiny_dir, tmp_path):
+    from mgnm.tune.spaces import space_path
+
+    out = tmp_path / "search"
+    proc = run_mgnm("tune", "bpr", "--data", tiny_dir, "--trials", "2", "--sampler", "random",
+                    "--pruner", "none", "--out", out, "--set", "epochs=2",
+                    "--set", "batch_size=64", "--set", "device=cpu")
+    assert proc.code == 0, proc.err
+    import yaml
+
+    shipped = set(yaml.safe_load(space_path("bpr").read_text()))
+    trials = json.loads((out / "tune.json").read_text())["trials"]
+    assert len(trials) == 2
+    for t in trials:
+        assert set(t["params"]) == shipped
+    proc = run_mgnm("tune", "nosuchmodel", "--data", tiny_dir, "--trials", "1", "--out", out)
+    assert proc.code == 2
+    assert "nosuchmodel" in proc.the_error()

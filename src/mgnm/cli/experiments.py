@@ -69,8 +69,9 @@ def experiment(name, data, seeds, models, model, reference_grids, grid_items, pr
 @click.command()
 @click.argument("model")
 @click.option("--data", "-d", type=click.Path(), required=True, help="MMRec-format dataset directory.")
-@click.option("--space", "space", type=click.Path(), required=True,
-              help="YAML search space (see docs/tuning.md).")
+@click.option("--space", "space", type=click.Path(),
+              help="YAML search space (see docs/tuning.md; default: the model's shipped space, "
+              "`mgnm spaces MODEL`).")
 @click.option("--trials", type=click.IntRange(min=1), required=True,
               help="Trials to finish in total (a rerun continues the stored study).")
 @click.option("--sampler", type=click.Choice(["tpe", "random", "grid"]), default="tpe",
@@ -95,7 +96,10 @@ def tune(model, data, space, trials, sampler, pruner, warmup_epochs, startup_tri
     trial's test metrics are computed once, at the end. Rerun to continue a search."""
     from mgnm.config import flat_sources
     from mgnm.tune.search import tune as run_tune
+    from mgnm.tune.spaces import space_path
 
+    if space is None:
+        space = space_path(model)
     base = flat_sources(preset, config_file, sets)
     base["tracking"] = track_kind(track, base.get("tracking"), tracking_uri)
     out_dir = Path(out) if out else Path("tune") / f"{model}-{Path(data).resolve().name}"
