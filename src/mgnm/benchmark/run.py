@@ -26,11 +26,10 @@ from mgnm.config import resolve_config
 from mgnm.errors import ConfigError
 from mgnm.experiments.grid import RunOutcome, Selection, aggregate, plan_runs
 from mgnm.experiments.report import table_metrics
-from mgnm.experiments.runners import run_all
+from mgnm.experiments.runners import run_tracked
 from mgnm.experiments.sweep import prepare_out
 from mgnm.models import MODELS, get_model_class
 from mgnm.runs import read_log
-from mgnm.track import tracking_for
 from mgnm.tune.search import PRUNERS, SAMPLERS, require_optuna, tune
 from mgnm.tune.space import dataset_modalities
 from mgnm.tune.spaces import space_path
@@ -237,23 +236,14 @@ def _seed_runs(model: str, mbase: dict[str, Any], chosen: dict[str, Any], seeds:
     specs = plan_runs(model, base, [chosen], seeds, out / "runs" / model, labels=[model])
     say(f"{model}: {len(specs)} seed run(s) of the chosen configuration in "
         f"{specs[0].run_dir.parent}")
-    tracker = tracking_for(base.get("tracking"), out / "runs" / model, uri=tracking_uri,
-                           push_hint=out)
-    if tracker is not None:
-        tracker.start()
 
     def finished(o: RunOutcome) -> None:
         state = "failed: " + o.error if o.error else ("reused" if o.reused else "done")
         say(f"{model}: seed {o.spec.seed} {state}")
-        if tracker is not None:
-            tracker.sync(o.spec.run_dir)
 
-    try:
-        return run_all(specs, on_done=finished, backend=backend, ray_options=ray_options,
-                       callbacks=[tracker] if tracker else [])
-    finally:
-        if tracker is not None:
-            tracker.close()
+    return run_tracked(specs, base.get("tracking"), out / "runs" / model,
+                       tracking_uri=tracking_uri, push_hint=out, on_done=finished,
+                       backend=backend, ray_options=ray_options)
 
 
 def shown_metrics(result: BenchmarkResult) -> list[str]:

@@ -21,9 +21,8 @@ from mgnm.experiments.grid import (
     aggregate,
     select_best,
 )
-from mgnm.experiments.runners import run_all
+from mgnm.experiments.runners import run_tracked
 from mgnm.plots import plot_curves
-from mgnm.track import tracking_for
 
 
 @dataclass
@@ -183,25 +182,13 @@ def run_experiment(name: str, data: str | Path, out: Path, seeds: Sequence[int],
     title, specs = plan(name, data, out, seeds, base, **plan_kw)
     stream = stream or sys.stderr
     print(f"{title}: {len(specs)} runs in {out} ({backend} backend)", file=stream, flush=True)
-    tracker = tracking_for(base.get("tracking"), out, uri=tracking_uri, push_hint=out)
-    if tracker is not None:
-        tracker.start()
     progress = SweepProgress(len(specs), stream)
-
-    def done(o: RunOutcome) -> None:
-        progress(o)
-        if tracker is not None:
-            tracker.sync(o.spec.run_dir)
-
     try:
-        outcomes = run_all(specs, jobs=jobs, on_done=done, backend=backend,
-                           ray_options=ray_options, on_running=progress.set_running,
-                           callbacks=[tracker] if tracker else [],
-                           train_args=tracker.train_args() if tracker else ())
+        outcomes = run_tracked(specs, base.get("tracking"), out, tracking_uri=tracking_uri,
+                               push_hint=out, on_done=progress, jobs=jobs, backend=backend,
+                               ray_options=ray_options, on_running=progress.set_running)
     finally:
         progress.close()
-        if tracker is not None:
-            tracker.close()
     result = summarise(name, title, out, outcomes)
     if plot:
         finished = [o.spec.run_dir for o in outcomes if o.result]
