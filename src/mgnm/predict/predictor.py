@@ -358,10 +358,8 @@ class Predictor:
             raise RequestError(field, "no items given")
         vectors = self.placement.cold_items(rows).float()
         with self._lock:
-            new_ids = self._new_ids(ids, n_new, field)
             items, eligible = self._items
-            if self.item_map is None:
-                new_ids = list(range(items.shape[0], items.shape[0] + n_new))
+            new_ids = self._new_ids(ids, n_new, field, items.shape[0])
             if store is not None:  # durable before it is visible
                 store.append({"op": "add", "items": [
                     {"id": x, "features": {m: rows[m][j].tolist() for m in rows}}
@@ -402,18 +400,23 @@ class Predictor:
             return "retired"
         return "trained" if i < self.n_trained_items else "added"
 
-    def _new_ids(self, ids: Sequence[str] | None, n_new: int, field: str) -> list:
+    def _new_ids(self, ids: Sequence[str] | None, n_new: int, field: str,
+                 start: int) -> list[str | int]:
+        """The new items' IDs: their given original IDs (checked: present, new, distinct)
+        where the dataset has an item map, else the next ``n_new`` indices from ``start``."""
         if self.item_map is None:
             if ids is not None and any(x is not None for x in ids):
                 raise RequestError(f"{field}[0].id", "this run's dataset has no i_id_map.tsv: "
                                                      "new items are numbered; leave out 'id'")
-            return []
+            return list(range(start, start + n_new))
         if ids is None or len(ids) != n_new or any(x is None or str(x) == "" for x in ids):
             raise RequestError(f"{field}.id", "every new item needs an 'id' (the dataset "
                                               "has an item ID map)")
-        for j, x in enumerate(ids):
-            if self.item_map.contains(str(x)) or str(x) in {str(y) for y in ids[:j]}:
-                raise RequestError(f"{field}[{j}].id", f"item {str(x)!r} already exists")
+        seen: set[str] = set()
+        for j, x in enumerate(map(str, ids)):
+            if self.item_map.contains(x) or x in seen:
+                raise RequestError(f"{field}[{j}].id", f"item {x!r} already exists")
+            seen.add(x)
         return [str(x) for x in ids]
 
     def info(self) -> dict[str, Any]:
